@@ -1,0 +1,186 @@
+// Package keyfile reads and writes the key files of the authority, the
+// holder simulator and the checkpoint: Ed25519 keys as PEM (PKCS #8 for
+// private keys, PKIX for public keys) and the authority's pseudonym secret.
+//
+// Private key files are written with mode 0600 and refused when group or
+// others may read them. cmd/authority, cmd/holder and cmd/checkpointctl
+// import it.
+package keyfile
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// ErrTooOpen is returned (wrapped) for a secret file others can read.
+var ErrTooOpen = errors.New("secret key file is readable by group or others")
+
+// PEM block types.
+const (
+	blockPrivate   = "PRIVATE KEY"
+	blockPublic    = "PUBLIC KEY"
+	blockPseudonym = "CHECKPOINT PSEUDONYM KEY"
+)
+
+// PseudonymKeySize is the size of the authority's pseudonym secret.
+const PseudonymKeySize = 32
+
+// WritePrivate writes key to path with mode 0600, replacing any file there.
+func WritePrivate(path string, key ed25519.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: blockPrivate, Bytes: der}), 0o600)
+}
+
+// WritePublic writes key to path with mode 0644.
+func WritePublic(path string, key ed25519.PublicKey) error {
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: blockPublic, Bytes: der}), 0o644)
+}
+
+// ReadPrivate reads an Ed25519 private key written by WritePrivate.
+func ReadPrivate(path string) (ed25519.PrivateKey, error) {
+	block, err := readSecret(path, blockPrivate)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an Ed25519 key", path)
+	}
+	return key, nil
+}
+
+// ReadPublic reads an Ed25519 public key written by WritePublic.
+func ReadPublic(path string) (ed25519.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	der, err := decodePEM(path, data, blockPublic)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	key, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an Ed25519 key", path)
+	}
+	return key, nil
+}
+
+// CreatePseudonymKey writes a new random pseudonym secret to path unless a
+// file is there already: replacing it would change every subject's
+// pseudonym and orphan every revocation. It reports whether it wrote one.
+func CreatePseudonymKey(path string) (bool, error) {
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	key := make([]byte, PseudonymKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return false, err
+	}
+	return true, writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: blockPseudonym, Bytes: key}), 0o600)
+}
+
+// ReadPseudonymKey reads the pseudonym secret.
+func ReadPseudonymKey(path string) ([]byte, error) {
+	key, err := readSecret(path, blockPseudonym)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != PseudonymKeySize {
+		return nil, fmt.Errorf("%s: pseudonym key of %d bytes", path, len(key))
+	}
+	return key, nil
+}
+
+func readSecret(path, blockType string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: %w (mode %#o): run chmod 600 %s", path, ErrTooOpen, st.Mode().Perm(), path)
+	}
+	data, err := readAllLimited(f, path)
+	if err != nil {
+		return nil, err
+	}
+	return decodePEM(path, data, blockType)
+}
+
+// Key files are small; refuse to read anything large.
+const maxKeyFile = 16 << 10
+
+func readAllLimited(f *os.File, path string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("%s: larger than a key file", path)
+	}
+	return data, nil
+}
+
+func decodePEM(path string, data []byte, blockType string) ([]byte, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != blockType {
+		return nil, fmt.Errorf("%s: not a PEM %q block", path, blockType)
+	}
+	return block.Bytes, nil
+}
+
+// writeAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path, so a crash never leaves half a key.
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,245 @@
+// Package trust implements the two signed lists a checkpoint gets from the
+// authority, as docs/credential.md specifies them: the trust list (which
+// issuer keys may sign credentials, when, and for which regions) and the
+// revocation list (which subjects' credentials are revoked, and up to when
+// they were issued). Both are COSE_Sign1 objects signed by the root key that
+// the checkpoint's configuration pins.
+//
+// cmd/authority signs the lists; verify reads a parsed trust list; the
+// command-line tools and, later, the sync and store packages parse them.
+package trust
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	cose "github.com/veraison/go-cose"
+
+	"github.com/checkpointd/checkpoint/internal/credential"
+)
+
+// Content types of the lists (COSE header 16, "typ"). The type is signed,
+// so a revocation list can never be taken for a trust list or the reverse.
+const (
+	TypeTrustList   = "application/cp-trust+cbor"
+	TypeRevocations = "application/cp-revocations+cbor"
+)
+
+// Errors of parsing and checking a list.
+var (
+	ErrMalformed    = errors.New("malformed list")
+	ErrBadSignature = errors.New("list signature does not verify with the pinned root key")
+	ErrWrongType    = errors.New("list is of another type")
+)
+
+// Issuer is one entry of the trust list: an issuer key and what it may sign.
+type Issuer struct {
+	KeyID     []byte
+	PublicKey ed25519.PublicKey
+	Issuer    string // the code credentials carry as iss
+	Name      string // for people
+	NotBefore time.Time
+	NotAfter  time.Time
+	Regions   []string // region code prefixes it may issue for; empty means any
+}
+
+// ValidAt reports whether the key may have signed a credential issued at t.
+func (i *Issuer) ValidAt(t time.Time) bool {
+	return !t.Before(i.NotBefore) && !t.After(i.NotAfter)
+}
+
+// AllowsRegion reports whether the key may issue for region, an
+// administrative code: "4403" allows "440305".
+func (i *Issuer) AllowsRegion(region string) bool {
+	if len(i.Regions) == 0 {
+		return true
+	}
+	for _, p := range i.Regions {
+		if strings.HasPrefix(region, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// List is a trust list.
+type List struct {
+	Version  uint64
+	IssuedAt time.Time
+	Expires  time.Time
+	Issuers  []Issuer
+}
+
+// Lookup returns the entries whose key id is kid. Key ids are short, so two
+// keys may share one; the caller tries each.
+func (l *List) Lookup(kid []byte) []*Issuer {
+	var out []*Issuer
+	for i := range l.Issuers {
+		if bytes.Equal(l.Issuers[i].KeyID, kid) {
+			out = append(out, &l.Issuers[i])
+		}
+	}
+	return out
+}
+
+type listWire struct {
+	Version  uint64       `cbor:"1,keyasint"`
+	IssuedAt uint64       `cbor:"2,keyasint"`
+	Expires  uint64       `cbor:"3,keyasint"`
+	Issuers  []issuerWire `cbor:"4,keyasint"`
+}
+
+type issuerWire struct {
+	KeyID     []byte   `cbor:"1,keyasint"`
+	PublicKey []byte   `cbor:"2,keyasint"`
+	Issuer    string   `cbor:"3,keyasint"`
+	Name      string   `cbor:"4,keyasint"`
+	NotBefore uint64   `cbor:"5,keyasint"`
+	NotAfter  uint64   `cbor:"6,keyasint"`
+	Regions   []string `cbor:"7,keyasint"`
+}
+
+// Sign signs the list with the root key.
+func Sign(l *List, root ed25519.PrivateKey) ([]byte, error) {
+	w := listWire{Version: l.Version, IssuedAt: unix(l.IssuedAt), Expires: unix(l.Expires)}
+	for _, i := range l.Issuers {
+		if len(i.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("trust list: issuer %q: bad public key", i.Issuer)
+		}
+		regions := i.Regions
+		if regions == nil {
+			regions = []string{}
+		}
+		w.Issuers = append(w.Issuers, issuerWire{
+			KeyID:     credential.KeyIDOf(i.PublicKey),
+			PublicKey: i.PublicKey,
+			Issuer:    i.Issuer,
+			Name:      i.Name,
+			NotBefore: unix(i.NotBefore),
+			NotAfter:  unix(i.NotAfter),
+			Regions:   regions,
+		})
+	}
+	payload, err := encMode.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("trust list: %w", err)
+	}
+	return signList(TypeTrustList, payload, root)
+}
+
+// Parse checks the list's signature against the pinned root key and decodes
+// it. It does not judge expiry: a stale list still names the keys, and the
+// verifier reports the staleness.
+func Parse(data []byte, root ed25519.PublicKey) (*List, error) {
+	payload, err := openList(data, TypeTrustList, root)
+	if err != nil {
+		return nil, err
+	}
+	var w listWire
+	if err := decMode.Unmarshal(payload, &w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	l := &List{Version: w.Version, IssuedAt: fromUnix(w.IssuedAt), Expires: fromUnix(w.Expires)}
+	for _, i := range w.Issuers {
+		if len(i.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: issuer %q has a bad public key", ErrMalformed, i.Issuer)
+		}
+		pub := ed25519.PublicKey(i.PublicKey)
+		if !bytes.Equal(i.KeyID, credential.KeyIDOf(pub)) {
+			return nil, fmt.Errorf("%w: issuer %q key id does not match its key", ErrMalformed, i.Issuer)
+		}
+		l.Issuers = append(l.Issuers, Issuer{
+			KeyID: i.KeyID, PublicKey: pub, Issuer: i.Issuer, Name: i.Name,
+			NotBefore: fromUnix(i.NotBefore), NotAfter: fromUnix(i.NotAfter), Regions: i.Regions,
+		})
+	}
+	return l, nil
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
+		MaxNestedLevels:  8,
+		MaxArrayElements: 1 << 26,
+		MaxMapPairs:      64,
+		UTF8:             cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+func signList(typ string, payload []byte, root ed25519.PrivateKey) ([]byte, error) {
+	signer, err := cose.NewSigner(cose.AlgorithmEdDSA, root)
+	if err != nil {
+		return nil, err
+	}
+	msg := cose.UntaggedSign1Message{
+		Headers: cose.Headers{Protected: cose.ProtectedHeader{
+			cose.HeaderLabelAlgorithm: cose.AlgorithmEdDSA,
+			cose.HeaderLabelKeyID:     credential.KeyIDOf(root.Public().(ed25519.PublicKey)),
+			cose.HeaderLabelType:      typ,
+		}},
+		Payload: payload,
+	}
+	if err := msg.Sign(nil, nil, signer); err != nil {
+		return nil, fmt.Errorf("sign list: %w", err)
+	}
+	return msg.MarshalCBOR()
+}
+
+// openList checks the envelope of a signed list and returns its payload.
+func openList(data []byte, typ string, root ed25519.PublicKey) ([]byte, error) {
+	if err := decMode.Wellformed(data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var msg cose.UntaggedSign1Message
+	if err := msg.UnmarshalCBOR(data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if got, _ := msg.Headers.Protected[cose.HeaderLabelType].(string); got != typ {
+		return nil, fmt.Errorf("%w: %q, want %q", ErrWrongType, got, typ)
+	}
+	v, err := cose.NewVerifier(cose.AlgorithmEdDSA, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := msg.Verify(nil, v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	return msg.Payload, nil
+}
+
+func unix(t time.Time) uint64 {
+	if t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.Unix())
+}
+
+// maxTime is the end of the year 9999; later times are clamped to it.
+const maxTime = 253402300799
+
+func fromUnix(s uint64) time.Time {
+	if s > maxTime {
+		s = maxTime
+	}
+	return time.Unix(int64(s), 0).UTC()
+}

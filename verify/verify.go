@@ -1,0 +1,238 @@
+// Package verify decides, offline, what a checkpoint does with a scanned
+// code: pass, refuse, or refer to a second check, with every reason that
+// applied.
+//
+// It is pure: no I/O, no clock, no logging. The caller brings the QR text,
+// the trust list, the revocations, a replay cache, the policy and the
+// current time with its uncertainty; Verify returns a Decision. The daemon
+// and checkpointctl call it; docs/credential.md describes the checks.
+package verify
+
+import (
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/internal/trust"
+)
+
+// Instant is the checkpoint's idea of the current time: its best estimate,
+// and how far off it may be. A negative Uncertainty means unknown.
+type Instant struct {
+	Time        time.Time
+	Uncertainty time.Duration
+}
+
+// Revocations answers whether a credential is revoked, from the latest
+// revocation list the checkpoint holds.
+type Revocations interface {
+	// Revoked reports whether credentials of subject issued at issuedAt
+	// are revoked.
+	Revoked(subject []byte, issuedAt time.Time) bool
+	// ValidUntil is when the list goes stale.
+	ValidUntil() time.Time
+}
+
+// Input is everything a decision depends on.
+type Input struct {
+	Text        string
+	Trust       *trust.List // nil: no trust list, no issuer is known
+	Revocations Revocations // nil: revocations are not checked
+	Replay      *ReplayCache
+	Policy      Policy
+	Now         Instant
+	// IDNumber is the number an ID-card reader read, or "" without one.
+	IDNumber string
+}
+
+// Decision is the result of a verification.
+type Decision struct {
+	Outcome Outcome
+	Reasons []Reason
+	// Detail explains a malformed code or a failed check for technicians.
+	// It never holds personal data.
+	Detail string
+	// Repeat marks a code seen moments ago at this checkpoint: the same
+	// person, not a new passage.
+	Repeat bool
+	// Code is what the guard may see; nil when the code could not be read
+	// or its issuer could not be trusted.
+	Code *CodeInfo
+	// IDChecked is set when an ID-card number was compared with the code,
+	// IDMatched when it matched.
+	IDChecked bool
+	IDMatched bool
+}
+
+// CodeInfo is what a verified code says, for the guard and the event log.
+type CodeInfo struct {
+	Issuer       string     `json:"issuer"`
+	IssuerName   string     `json:"issuer_name"`
+	KeyID        string     `json:"key_id"`
+	CredentialID string     `json:"credential_id"`
+	Subject      string     `json:"subject"`
+	Status       string     `json:"status"`
+	Region       string     `json:"region"`
+	MaskedName   string     `json:"masked_name"`
+	IDSuffix     string     `json:"id_suffix"`
+	IssuedAt     time.Time  `json:"issued_at"`
+	Expires      time.Time  `json:"expires"`
+	Static       bool       `json:"static"`
+	PresentedAt  *time.Time `json:"presented_at,omitempty"`
+}
+
+// Verify decides what to do with one scanned code.
+func Verify(in Input) Decision {
+	var d Decision
+	code, err := credential.ParseText(in.Text)
+	if err != nil {
+		d.Detail = err.Error()
+		if errors.Is(err, credential.ErrUnsupportedVersion) {
+			return d.add(UnsupportedVersion, Refuse)
+		}
+		return d.add(Malformed, Refuse)
+	}
+	c := &code.Credential
+	p := in.Policy
+
+	// The issuer: a key on the trust list whose signature verifies. Until
+	// then nothing in the code can be believed, so stop at the first failure.
+	var entries []*trust.Issuer
+	if in.Trust != nil {
+		entries = in.Trust.Lookup(c.KeyID)
+	}
+	if len(entries) == 0 {
+		d.Detail = "key id " + hex.EncodeToString(c.KeyID) + " is not on the trust list"
+		return d.add(UnknownIssuerKey, Refuse)
+	}
+	var issuer *trust.Issuer
+	for _, e := range entries {
+		if code.VerifyIssuer(e.PublicKey) == nil {
+			issuer = e
+			break
+		}
+	}
+	if issuer == nil {
+		return d.add(BadIssuerSignature, Refuse)
+	}
+	d.Code = info(code, issuer)
+
+	if !issuer.ValidAt(c.IssuedAt) || !issuer.AllowsRegion(c.Region) || issuer.Issuer != c.Issuer {
+		d.Detail = "issuer key " + hex.EncodeToString(c.KeyID) + " may not sign this credential"
+		d.add(IssuerKeyNotValid, Refuse)
+	}
+
+	now := in.Now.Time
+	unc := in.Now.Uncertainty
+	clockTrusted := unc >= 0 && unc <= time.Duration(p.MaxClockUncertainty)
+	slack := time.Duration(p.ClockSkew) + max(unc, 0)
+
+	if !c.Static() {
+		if err := code.VerifyHolder(); err != nil {
+			d.add(BadHolderSignature, Refuse)
+		}
+	} else if code.Presented {
+		// A paper code wrapped in a signature no key can check.
+		d.add(BadHolderSignature, Refuse)
+	}
+	if c.IssuedAt.After(now.Add(slack)) {
+		d.add(NotYetValid, Refuse)
+	}
+	if now.After(c.Expires.Add(slack)) {
+		d.add(Expired, Refuse)
+	}
+	if code.Presented && !c.Static() {
+		age := now.Sub(code.PresentedAt)
+		if age > time.Duration(p.PresentationWindow)+slack {
+			d.add(PresentationStale, Refuse)
+		}
+		if -age > slack {
+			d.add(PresentationFuture, Refuse)
+		}
+	}
+	// Only codes whose signatures hold go into the replay cache: garbage
+	// must not be able to crowd out real sightings.
+	if in.Replay != nil && !d.has(BadHolderSignature) {
+		repeat, replayed := in.Replay.observe(code.Fingerprint(), string(c.KeyID)+string(c.ID), now, p, !c.Static())
+		d.Repeat = repeat
+		if replayed {
+			d.add(Replayed, Refuse)
+		}
+	}
+	if in.Revocations != nil && in.Revocations.Revoked(c.Subject, c.IssuedAt) {
+		d.add(Revoked, Refuse)
+	}
+	switch c.Status {
+	case credential.Yellow:
+		d.add(StatusYellow, p.StatusYellow)
+	case credential.Red:
+		d.add(StatusRed, p.StatusRed)
+	}
+	if in.IDNumber != "" {
+		d.IDChecked = true
+		d.IDMatched = subtle.ConstantTimeCompare(credential.IDHash(in.IDNumber, c.Subject), c.IDHash) == 1
+		if !d.IDMatched {
+			d.add(IDMismatch, Refuse)
+		}
+	}
+	if c.Static() {
+		if d.IDMatched {
+			d.add(StaticCode, p.StaticCodeIDMatched)
+		} else {
+			d.add(StaticCode, p.StaticCode)
+		}
+	}
+	if in.Revocations != nil && now.After(in.Revocations.ValidUntil()) {
+		d.add(RevocationListStale, p.RevocationListStale)
+	}
+	if now.After(in.Trust.Expires) {
+		d.add(TrustListStale, p.TrustListStale)
+	}
+	if !clockTrusted {
+		d.add(ClockUntrusted, p.ClockUntrusted)
+	}
+	return d
+}
+
+// add records a reason and raises the outcome to at least o.
+func (d *Decision) add(r Reason, o Outcome) Decision {
+	d.Reasons = append(d.Reasons, r)
+	if o > d.Outcome {
+		d.Outcome = o
+	}
+	return *d
+}
+
+func (d *Decision) has(r Reason) bool {
+	for _, x := range d.Reasons {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+func info(code *credential.Code, issuer *trust.Issuer) *CodeInfo {
+	c := &code.Credential
+	ci := &CodeInfo{
+		Issuer:       c.Issuer,
+		IssuerName:   issuer.Name,
+		KeyID:        hex.EncodeToString(c.KeyID),
+		CredentialID: hex.EncodeToString(c.ID),
+		Subject:      hex.EncodeToString(c.Subject),
+		Status:       c.Status.String(),
+		Region:       c.Region,
+		MaskedName:   c.MaskedName,
+		IDSuffix:     c.IDSuffix,
+		IssuedAt:     c.IssuedAt,
+		Expires:      c.Expires,
+		Static:       c.Static(),
+	}
+	if code.Presented {
+		t := code.PresentedAt
+		ci.PresentedAt = &t
+	}
+	return ci
+}
