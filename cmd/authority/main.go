@@ -1,0 +1,414 @@
+// Command authority is the reference health-code authority: it makes the
+// root, issuer and pseudonym keys, signs trust lists and revocation lists,
+// and issues credentials to holders. It exists so that the whole system can
+// run and be tested on one machine; a real authority follows
+// docs/credential.md with its own systems.
+//
+//	authority keygen --out DIR
+//	authority trust --root DIR/root.key --issuer DIR/issuer.pub [--region R] --out trust.cbor
+//	authority issue --issuer DIR/issuer.key --holder holder.pub --id-number N --name NAME
+//	                --colour green|yellow|red [--region R] [--at TIME] [--valid 24h] --out credential.cbor
+//	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
+//
+// Times are RFC 3339, durations Go-style (24h). Exit status 2 means a usage
+// error.
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/checkpointd/checkpoint/internal/clock"
+	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/trust"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], clock.System{}, os.Stdout, os.Stderr))
+}
+
+// usageError is a mistake in how the command was called: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `usage: authority <command> [flags]
+
+commands:
+  keygen   make root, issuer and pseudonym keys
+  trust    sign a trust list naming issuer keys
+  issue    issue a credential to a holder
+  revoke   add a revocation to a signed revocation list
+
+Run authority <command> -h for the flags of a command.
+`
+
+func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func([]string, clock.Clock, io.Writer) error{
+		"keygen": keygen, "trust": signTrust, "issue": issue, "revoke": revoke,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "authority: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	err := cmd(args[1:], clk, stdout)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue), errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(stderr, "authority %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "authority %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func newFlags(name string) *flag.FlagSet {
+	return flag.NewFlagSet("authority "+name, flag.ContinueOnError)
+}
+
+func parse(fl *flag.FlagSet, args []string) error {
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fl.NArg() > 0 {
+		return usagef("unexpected argument %q", fl.Arg(0))
+	}
+	return nil
+}
+
+// required checks that every named flag was given a value.
+func required(fl *flag.FlagSet, names ...string) error {
+	for _, n := range names {
+		if fl.Lookup(n).Value.String() == "" {
+			return usagef("--%s is required", n)
+		}
+	}
+	return nil
+}
+
+// atFlag is an RFC 3339 time flag that defaults to the clock.
+type atFlag struct {
+	t   time.Time
+	set bool
+}
+
+func (a *atFlag) String() string {
+	if !a.set {
+		return ""
+	}
+	return a.t.Format(time.RFC3339)
+}
+
+func (a *atFlag) Set(s string) error {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fmt.Errorf("want an RFC 3339 time such as 2026-11-25T08:00:00+08:00")
+	}
+	a.t, a.set = t, true
+	return nil
+}
+
+func (a *atFlag) or(t time.Time) time.Time {
+	if a.set {
+		return a.t
+	}
+	return t
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// readPrivate reads a private key; a missing file is a usage error naming it.
+func readPrivate(path string) (ed25519.PrivateKey, error) {
+	k, err := keyfile.ReadPrivate(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("key file %s does not exist", path)
+	}
+	return k, err
+}
+
+func readPublic(path string) (ed25519.PublicKey, error) {
+	k, err := keyfile.ReadPublic(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("key file %s does not exist", path)
+	}
+	return k, err
+}
+
+func readPseudonymKey(flagValue, besides string) ([]byte, error) {
+	path := flagValue
+	if path == "" {
+		path = filepath.Join(filepath.Dir(besides), "pseudonym.key")
+	}
+	k, err := keyfile.ReadPseudonymKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("pseudonym key %s does not exist (authority keygen makes it; --pseudonym-key names another)", path)
+	}
+	return k, err
+}
+
+func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
+	fl := newFlags("keygen")
+	out := fl.String("out", "", "directory to write root.key, root.pub, issuer.key, issuer.pub and pseudonym.key to")
+	if err := parse(fl, args); err != nil {
+		return err
+	}
+	if err := required(fl, "out"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	for _, name := range []string{"root", "issuer"} {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		if err := keyfile.WritePrivate(filepath.Join(*out, name+".key"), priv); err != nil {
+			return err
+		}
+		if err := keyfile.WritePublic(filepath.Join(*out, name+".pub"), pub); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s key %s: %s.key, %s.pub\n", name, hex.EncodeToString(credential.KeyIDOf(pub)), name, name)
+	}
+	wrote, err := keyfile.CreatePseudonymKey(filepath.Join(*out, "pseudonym.key"))
+	if err != nil {
+		return err
+	}
+	if wrote {
+		fmt.Fprintln(stdout, "pseudonym key: pseudonym.key")
+	} else {
+		fmt.Fprintln(stdout, "pseudonym key: kept the existing pseudonym.key (replacing it would change every pseudonym)")
+	}
+	return nil
+}
+
+func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
+	fl := newFlags("trust")
+	rootPath := fl.String("root", "", "root private key")
+	var issuers, regions listFlag
+	fl.Var(&issuers, "issuer", "issuer public key to list (repeatable)")
+	fl.Var(&regions, "region", "region code prefix the issuers may issue for (repeatable; none: any region)")
+	code := fl.String("issuer-code", "HC", "issuer code the listed keys' credentials carry")
+	name := fl.String("issuer-name", "Health Code Authority", "issuer name shown to guards")
+	var at, from, until atFlag
+	fl.Var(&at, "at", "signing time (default now)")
+	fl.Var(&from, "key-valid-from", "start of the keys' validity (default 30 days before --at)")
+	fl.Var(&until, "key-valid-until", "end of the keys' validity (default a year after --at)")
+	valid := fl.Duration("valid", 30*24*time.Hour, "how long the list stays current")
+	version := fl.Uint64("version", 0, "list version (default the signing time in Unix seconds)")
+	out := fl.String("out", "", "file to write the signed trust list to")
+	if err := parse(fl, args); err != nil {
+		return err
+	}
+	if err := required(fl, "root", "out"); err != nil {
+		return err
+	}
+	if len(issuers) == 0 {
+		return usagef("--issuer is required")
+	}
+	root, err := readPrivate(*rootPath)
+	if err != nil {
+		return err
+	}
+	now := at.or(clk.Now()).UTC().Truncate(time.Second)
+	l := &trust.List{Version: *version, IssuedAt: now, Expires: now.Add(*valid)}
+	if l.Version == 0 {
+		l.Version = uint64(now.Unix())
+	}
+	for _, p := range issuers {
+		pub, err := readPublic(p)
+		if err != nil {
+			return err
+		}
+		l.Issuers = append(l.Issuers, trust.Issuer{
+			PublicKey: pub, Issuer: *code, Name: *name, Regions: regions,
+			NotBefore: from.or(now.Add(-30 * 24 * time.Hour)), NotAfter: until.or(now.Add(365 * 24 * time.Hour)),
+		})
+	}
+	data, err := trust.Sign(l, root)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, data, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "trust list version %d with %d issuer key(s), current until %s: %s\n",
+		l.Version, len(l.Issuers), l.Expires.Format(time.RFC3339), *out)
+	return nil
+}
+
+func issue(args []string, clk clock.Clock, stdout io.Writer) error {
+	fl := newFlags("issue")
+	issuerPath := fl.String("issuer", "", "issuer private key")
+	holderPath := fl.String("holder", "", "holder public key (not for --static)")
+	idNumber := fl.String("id-number", "", "holder's ID number")
+	name := fl.String("name", "", "holder's name (the credential carries it masked)")
+	colour := fl.String("colour", "", "green, yellow or red")
+	region := fl.String("region", "", "region code (default the first six digits of the ID number)")
+	code := fl.String("issuer-code", "HC", "issuer code, as on the trust list")
+	var at atFlag
+	fl.Var(&at, "at", "issue time (default now)")
+	valid := fl.Duration("valid", 24*time.Hour, "validity")
+	static := fl.Bool("static", false, "issue a static paper code, without a holder key")
+	pseudonymKey := fl.String("pseudonym-key", "", "pseudonym key (default pseudonym.key beside --issuer)")
+	out := fl.String("out", "", "file to write the credential to")
+	if err := parse(fl, args); err != nil {
+		return err
+	}
+	if err := required(fl, "issuer", "id-number", "name", "colour", "out"); err != nil {
+		return err
+	}
+	if *holderPath == "" && !*static {
+		return usagef("--holder is required (or --static for a paper code)")
+	}
+	if *holderPath != "" && *static {
+		return usagef("--holder and --static exclude each other: a paper code has no holder key")
+	}
+	status, err := credential.ParseStatus(*colour)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *valid <= 0 {
+		return usagef("--valid must be positive")
+	}
+	id := credential.NormalizeID(*idNumber)
+	if *region == "" {
+		if len(id) < 6 {
+			return usagef("--region is required when the ID number does not start with a region code")
+		}
+		*region = id[:6]
+	}
+	issuer, err := readPrivate(*issuerPath)
+	if err != nil {
+		return err
+	}
+	pk, err := readPseudonymKey(*pseudonymKey, *issuerPath)
+	if err != nil {
+		return err
+	}
+	var holder ed25519.PublicKey
+	if !*static {
+		if holder, err = readPublic(*holderPath); err != nil {
+			return err
+		}
+	}
+	cid := make([]byte, credential.IDSize)
+	if _, err := rand.Read(cid); err != nil {
+		return err
+	}
+	now := at.or(clk.Now()).UTC().Truncate(time.Second)
+	sub := credential.Pseudonym(pk, id)
+	c := &credential.Credential{
+		Issuer: *code, ID: cid, Subject: sub, Status: status, Region: *region,
+		MaskedName: credential.MaskName(*name), IDSuffix: credential.IDSuffix(id), IDHash: credential.IDHash(id, sub),
+		IssuedAt: now, Expires: now.Add(*valid), HolderKey: holder,
+	}
+	data, err := credential.Issue(c, issuer)
+	if errors.Is(err, credential.ErrMalformed) {
+		return usageError{err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, data, 0o644); err != nil {
+		return err
+	}
+	kind := "phone"
+	if *static {
+		kind = "paper (static)"
+	}
+	fmt.Fprintf(stdout, "%s credential %s: %s, %s, ID …%s, region %s, valid %s to %s: %s\n",
+		kind, hex.EncodeToString(cid), status, c.MaskedName, c.IDSuffix, c.Region,
+		c.IssuedAt.Format(time.RFC3339), c.Expires.Format(time.RFC3339), *out)
+	return nil
+}
+
+func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
+	fl := newFlags("revoke")
+	rootPath := fl.String("root", "", "root private key")
+	idNumber := fl.String("id-number", "", "ID number of the subject whose credentials to revoke")
+	var at, before atFlag
+	fl.Var(&at, "at", "signing time (default now)")
+	fl.Var(&before, "before", "revoke the credentials issued before this time (default --at)")
+	keep := fl.Duration("keep", 30*24*time.Hour, "how long after --before the entry must stay: the longest credential validity")
+	valid := fl.Duration("valid", 7*24*time.Hour, "how long the list stays current")
+	list := fl.String("list", "", "revocation list to create or update")
+	pseudonymKey := fl.String("pseudonym-key", "", "pseudonym key (default pseudonym.key beside --root)")
+	if err := parse(fl, args); err != nil {
+		return err
+	}
+	if err := required(fl, "root", "id-number", "list"); err != nil {
+		return err
+	}
+	root, err := readPrivate(*rootPath)
+	if err != nil {
+		return err
+	}
+	pk, err := readPseudonymKey(*pseudonymKey, *rootPath)
+	if err != nil {
+		return err
+	}
+	now := at.or(clk.Now()).UTC().Truncate(time.Second)
+	r := &trust.Revocations{}
+	if data, err := os.ReadFile(*list); err == nil {
+		if r, err = trust.ParseRevocations(data, root.Public().(ed25519.PublicKey)); err != nil {
+			return fmt.Errorf("existing list %s: %w", *list, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	cut := before.or(now).UTC().Truncate(time.Second)
+	kept := r.Entries[:0]
+	for _, e := range r.Entries {
+		if e.DropAfter.After(now) {
+			kept = append(kept, e)
+		}
+	}
+	dropped := len(r.Entries) - len(kept)
+	r.Entries = append(kept, trust.Revocation{
+		Subject: credential.Pseudonym(pk, *idNumber), Before: cut, DropAfter: cut.Add(*keep),
+	})
+	r.Version = max(r.Version+1, uint64(now.Unix()))
+	r.IssuedAt, r.Expires = now, now.Add(*valid)
+	data, err := trust.SignRevocations(r, root)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*list, data, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revocation list version %d: %d entries (%d expired ones dropped), current until %s: %s\n",
+		r.Version, len(r.Entries), dropped, r.Expires.Format(time.RFC3339), *list)
+	return nil
+}

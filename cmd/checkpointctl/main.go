@@ -1,0 +1,289 @@
+// Command checkpointctl is the technician's and supervisor's tool. For now
+// it verifies one code offline, exactly as the checkpoint would:
+//
+//	checkpointctl verify (--text TEXT | --image FILE) --trust trust.cbor --root root.pub
+//	                     [--revocations FILE] [--at TIME] [--json]
+//
+// The exit status is 0 when the decision is pass, 1 when it is refuse or
+// refer, and 2 for a usage error (a missing file among them).
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	_ "image/jpeg" // decode JPEG photos of codes
+	_ "image/png"  // and PNG screenshots
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/checkpointd/checkpoint/internal/clock"
+	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/trust"
+	"github.com/checkpointd/checkpoint/scanner"
+	"github.com/checkpointd/checkpoint/verify"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], clock.System{}, os.Stdout, os.Stderr))
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `usage: checkpointctl <command> [flags]
+
+commands:
+  verify   decode and verify one code offline, and print the decision
+
+Run checkpointctl <command> -h for the flags of a command.
+`
+
+// errRefused is verify's way of asking for exit status 1.
+var errRefused = errors.New("not passed")
+
+func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "verify":
+		err = verifyCmd(args[1:], clk, stdout)
+	default:
+		fmt.Fprintf(stderr, "checkpointctl: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errRefused):
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "checkpointctl %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "checkpointctl %s: %v\n", args[0], err)
+		return 2
+	}
+}
+
+// readFile reads an input file; a missing one is a usage error naming it.
+func readFile(what, path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("%s file %s does not exist", what, path)
+	}
+	return data, err
+}
+
+type atFlag struct {
+	t   time.Time
+	set bool
+}
+
+func (a *atFlag) String() string {
+	if !a.set {
+		return ""
+	}
+	return a.t.Format(time.RFC3339)
+}
+
+func (a *atFlag) Set(s string) error {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fmt.Errorf("want an RFC 3339 time such as 2026-11-25T08:00:00+08:00")
+	}
+	a.t, a.set = t, true
+	return nil
+}
+
+func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
+	fl := flag.NewFlagSet("checkpointctl verify", flag.ContinueOnError)
+	text := fl.String("text", "", "QR text of the code")
+	imagePath := fl.String("image", "", "PNG or JPEG image of the code")
+	trustPath := fl.String("trust", "", "signed trust list")
+	rootPath := fl.String("root", "", "pinned root public key")
+	revPath := fl.String("revocations", "", "signed revocation list (default: revocations not checked)")
+	policyPath := fl.String("policy", "", "policy file, JSON (default: the built-in policy)")
+	idNumber := fl.String("id-number", "", "ID number read from the holder's ID card, to match with the code")
+	var at atFlag
+	fl.Var(&at, "at", "verification time (default now)")
+	uncertainty := fl.Duration("clock-uncertainty", 0, "how far the verification time may be off (negative: unknown)")
+	asJSON := fl.Bool("json", false, "print one JSON object")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fl.NArg() > 0 {
+		return usagef("unexpected argument %q", fl.Arg(0))
+	}
+	if (*text == "") == (*imagePath == "") {
+		return usagef("give exactly one of --text and --image")
+	}
+	if *trustPath == "" || *rootPath == "" {
+		return usagef("--trust and --root are required")
+	}
+
+	root, err := keyfile.ReadPublic(*rootPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return usagef("root key file %s does not exist", *rootPath)
+	}
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	data, err := readFile("trust list", *trustPath)
+	if err != nil {
+		return err
+	}
+	tl, err := trust.Parse(data, root)
+	if err != nil {
+		return usagef("trust list %s: %v", *trustPath, err)
+	}
+	in := verify.Input{Trust: tl, Policy: verify.DefaultPolicy(), IDNumber: *idNumber}
+	if *revPath != "" {
+		data, err := readFile("revocation list", *revPath)
+		if err != nil {
+			return err
+		}
+		rl, err := trust.ParseRevocations(data, root)
+		if err != nil {
+			return usagef("revocation list %s: %v", *revPath, err)
+		}
+		in.Revocations = trust.NewRevocationSet(rl)
+	}
+	if *policyPath != "" {
+		data, err := readFile("policy", *policyPath)
+		if err != nil {
+			return err
+		}
+		if in.Policy, err = verify.ParsePolicy(data); err != nil {
+			return usagef("%s: %v", *policyPath, err)
+		}
+	}
+
+	source := "text"
+	in.Text = *text
+	if *imagePath != "" {
+		source = *imagePath
+		texts, err := decodeImage(*imagePath)
+		if err != nil {
+			return err
+		}
+		if len(texts) == 0 {
+			return report(stdout, *asJSON, source, nil, verify.Decision{
+				Outcome: verify.Refuse, Reasons: []verify.Reason{verify.Malformed}, Detail: "no QR code found in the image",
+			})
+		}
+		in.Text = texts[0]
+	}
+	in.Now = verify.Instant{Time: clk.Now(), Uncertainty: *uncertainty}
+	if at.set {
+		in.Now.Time = at.t
+	}
+	d := verify.Verify(in)
+	return report(stdout, *asJSON, source, in.Revocations, d)
+}
+
+func decodeImage(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("image file %s does not exist", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, usagef("%s: not a PNG or JPEG image: %v", path, err)
+	}
+	return scanner.DecodeImage(img)
+}
+
+// result is the JSON form of a decision.
+type result struct {
+	Source        string           `json:"source"`
+	Decision      verify.Outcome   `json:"decision"`
+	Reasons       []verify.Reason  `json:"reasons"`
+	Words         words            `json:"words"`
+	ReasonWords   []reasonWords    `json:"reason_words"`
+	Detail        string           `json:"detail,omitempty"`
+	Repeat        bool             `json:"repeat"`
+	RevocationsOK *bool            `json:"revocations_checked"`
+	Code          *verify.CodeInfo `json:"code,omitempty"`
+}
+
+type words struct {
+	ZH string `json:"zh"`
+	EN string `json:"en"`
+}
+
+type reasonWords struct {
+	Code verify.Reason `json:"code"`
+	words
+}
+
+func report(w io.Writer, asJSON bool, source string, revs verify.Revocations, d verify.Decision) error {
+	checked := revs != nil
+	if asJSON {
+		r := result{Source: source, Decision: d.Outcome, Reasons: d.Reasons, Detail: d.Detail,
+			Repeat: d.Repeat, RevocationsOK: &checked, Code: d.Code}
+		if r.Reasons == nil {
+			r.Reasons = []verify.Reason{}
+		}
+		r.Words.ZH, r.Words.EN = d.Outcome.Words()
+		r.ReasonWords = []reasonWords{}
+		for _, reason := range d.Reasons {
+			rw := reasonWords{Code: reason}
+			rw.ZH, rw.EN = reason.Words()
+			r.ReasonWords = append(r.ReasonWords, rw)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		zh, en := d.Outcome.Words()
+		fmt.Fprintf(w, "%-7s %s  %s\n", strings.ToUpper(d.Outcome.String()), zh, en)
+		for _, reason := range d.Reasons {
+			zh, en := reason.Words()
+			fmt.Fprintf(w, "  - %s: %s / %s\n", reason, zh, en)
+		}
+		if d.Detail != "" {
+			fmt.Fprintf(w, "  detail: %s\n", d.Detail)
+		}
+		if c := d.Code; c != nil {
+			kind := "phone code"
+			if c.Static {
+				kind = "paper code"
+			}
+			fmt.Fprintf(w, "  %s: %s, %s, ID …%s, region %s, issuer %s (%s)\n",
+				kind, c.Status, c.MaskedName, c.IDSuffix, c.Region, c.Issuer, c.IssuerName)
+			fmt.Fprintf(w, "  valid %s to %s\n", c.IssuedAt.Format(time.RFC3339), c.Expires.Format(time.RFC3339))
+			if c.PresentedAt != nil {
+				fmt.Fprintf(w, "  shown from the phone at %s\n", c.PresentedAt.Format(time.RFC3339))
+			}
+		}
+		if !checked {
+			fmt.Fprintln(w, "  revocations: not checked (no --revocations)")
+		}
+	}
+	if d.Outcome != verify.Pass {
+		return errRefused
+	}
+	return nil
+}
