@@ -29,7 +29,8 @@ type Instant struct {
 // revocation list the checkpoint holds.
 type Revocations interface {
 	// Revoked reports whether credentials of subject issued at issuedAt
-	// are revoked.
+	// are revoked: whether a revocation of subject has a cut-off at or
+	// after issuedAt.
 	Revoked(subject []byte, issuedAt time.Time) bool
 	// ValidUntil is when the list goes stale.
 	ValidUntil() time.Time

@@ -23,7 +23,7 @@ type revocations struct {
 
 func (r revocations) Revoked(subject []byte, issuedAt time.Time) bool {
 	t, ok := r.before[string(subject)]
-	return ok && issuedAt.Before(t)
+	return ok && !issuedAt.After(t)
 }
 
 func (r revocations) ValidUntil() time.Time { return r.validUntil }

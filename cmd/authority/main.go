@@ -360,7 +360,7 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	idNumber := fl.String("id-number", "", "ID number of the subject whose credentials to revoke")
 	var at, before atFlag
 	fl.Var(&at, "at", "signing time (default now)")
-	fl.Var(&before, "before", "revoke the credentials issued before this time (default --at)")
+	fl.Var(&before, "before", "revoke the credentials issued at or before this time (default --at)")
 	keep := fl.Duration("keep", 30*24*time.Hour, "how long after --before the entry must stay: the longest credential validity")
 	valid := fl.Duration("valid", 7*24*time.Hour, "how long the list stays current")
 	list := fl.String("list", "", "revocation list to create or update")

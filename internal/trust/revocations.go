@@ -8,9 +8,10 @@ import (
 	"github.com/checkpointd/checkpoint/internal/credential"
 )
 
-// Revocation revokes every credential of Subject issued before Before. A
-// credential issued at or after Before (the person was cleared and got a new
-// one) is not affected. Once no credential issued before Before can still
+// Revocation revokes every credential of Subject issued at or before Before
+// (timestamps have whole seconds, so a credential from the very second of
+// the revocation is revoked too). A credential issued after Before (the
+// person was cleared and got a new one) is not affected. Once no credential issued before Before can still
 // be valid, at DropAfter, the entry can be forgotten.
 type Revocation struct {
 	Subject   []byte
@@ -108,7 +109,7 @@ func (s *RevocationSet) Revoked(subject []byte, issuedAt time.Time) bool {
 		return false
 	}
 	before, ok := s.before[[credential.SubjectSize]byte(subject)]
-	return ok && issuedAt.Before(before)
+	return ok && !issuedAt.After(before)
 }
 
 // ValidUntil is the list's expiry: after it the list is stale.

@@ -89,7 +89,8 @@ func TestRevocationSet(t *testing.T) {
 	}{
 		{a, t0.Add(-time.Minute), true},
 		{a, t0.Add(-90 * time.Minute), true},
-		{a, t0, false}, // issued at the cut-off: the new credential
+		{a, t0, true}, // issued in the second of the revocation
+		{a, t0.Add(time.Second), false},
 		{a, t0.Add(time.Minute), false},
 		{b, t0.Add(-time.Minute), false},
 		{a[:5], t0.Add(-time.Minute), false},

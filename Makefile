@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set
+# up what they need first.
+
+GO       ?= go
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS := libopencv-dev pkg-config
+FUZZTIME ?= 10s
+BIN      := $(CURDIR)/bin
+
+.PHONY: all setup build test bench fuzz demo clean
+
+all: build
+
+# Debian packages when missing, then the Go modules.
+setup:
+	@missing=""; for p in $(APT_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	$(GO) mod download
+
+build: setup
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+test: setup
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race ./...
+
+# Benchmarks: verification on one core, as the README reports it.
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 ./verify ./internal/...
+
+# A short run of every fuzz target (FUZZTIME each).
+fuzz: setup
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
+
+demo: build
+	scripts/demo.sh $(BIN) $(CURDIR)/demo-out
+
+clean:
+	rm -rf $(BIN) demo-out
