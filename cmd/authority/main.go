@@ -153,6 +153,9 @@ func readPrivate(path string) (ed25519.PrivateKey, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, usagef("key file %s does not exist", path)
 	}
+	if errors.Is(err, keyfile.ErrTooOpen) {
+		return nil, usageError{err.Error()}
+	}
 	return k, err
 }
 

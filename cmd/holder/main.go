@@ -162,6 +162,9 @@ func openWallet(credPath, keyPath string) (*wallet, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, usagef("key file %s does not exist", keyPath)
 	}
+	if errors.Is(err, keyfile.ErrTooOpen) {
+		return nil, usageError{err.Error()}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// tools builds the commands once per test binary.
+var toolsDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "checkpoint-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "github.com/checkpointd/checkpoint/cmd/...")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		panic("building the commands: " + err.Error())
+	}
+	toolsDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runTool(t *testing.T, dir, tool string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(toolsDir, tool), args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", tool, args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// must runs a tool that has to succeed and returns its standard output.
+func must(t *testing.T, dir, tool string, args ...string) string {
+	t.Helper()
+	r := runTool(t, dir, tool, args...)
+	if r.code != 0 {
+		t.Fatalf("%s %s: exit %d: %s", tool, strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+const (
+	issueAt   = "2026-11-25T12:00:00Z"
+	presentAt = "2026-11-25T12:00:05Z"
+	verifyAt  = "2026-11-25T12:00:10Z"
+)
+
+type verdict struct {
+	Decision string   `json:"decision"`
+	Reasons  []string `json:"reasons"`
+	Code     *struct {
+		MaskedName string `json:"masked_name"`
+		IDSuffix   string `json:"id_suffix"`
+		Static     bool   `json:"static"`
+	} `json:"code"`
+}
+
+// TestCommandLineContract walks the documented commands through every demo
+// case and checks decisions, reasons and exit statuses.
+func TestCommandLineContract(t *testing.T) {
+	dir := t.TempDir()
+	must(t, dir, "authority", "keygen", "--out", "auth")
+	for _, f := range []string{"root.key", "root.pub", "issuer.key", "issuer.pub"} {
+		if _, err := os.Stat(filepath.Join(dir, "auth", f)); err != nil {
+			t.Fatalf("keygen did not write %s", f)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "auth", "issuer.key")); st.Mode().Perm() != 0o600 {
+		t.Errorf("issuer.key has mode %v", st.Mode().Perm())
+	}
+	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub",
+		"--region", "44", "--at", issueAt, "--out", "trust.cbor")
+	must(t, dir, "holder", "keygen", "--out", "phone")
+	must(t, dir, "authority", "keygen", "--out", "forger")
+
+	issue := func(out, colour string, extra ...string) {
+		args := append([]string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub",
+			"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", colour,
+			"--at", issueAt, "--out", out}, extra...)
+		must(t, dir, "authority", args...)
+	}
+	issue("green.cbor", "green")
+	issue("yellow.cbor", "yellow")
+	issue("red.cbor", "red", "--region", "440106")
+	issue("expired.cbor", "green", "--at", "2026-11-23T12:00:00Z", "--valid", "24h")
+	must(t, dir, "authority", "issue", "--issuer", "forger/issuer.key", "--holder", "phone/holder.pub",
+		"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", "green", "--at", issueAt, "--out", "forged.cbor")
+	must(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--static", "--id-number", "440305193904051117",
+		"--name", "周九", "--colour", "green", "--at", issueAt, "--valid", "168h", "--out", "paper.cbor")
+
+	present := func(cred string, extra ...string) string {
+		args := append([]string{"present", "--credential", cred, "--key", "phone/holder.key", "--at", presentAt}, extra...)
+		return strings.TrimSpace(must(t, dir, "holder", args...))
+	}
+	green := present("green.cbor", "--png", "green.png")
+	if !strings.HasPrefix(green, "CP1:") {
+		t.Fatalf("holder present printed %q", green)
+	}
+
+	verifyJSON := func(t *testing.T, wantExit int, args ...string) verdict {
+		t.Helper()
+		all := append([]string{"verify", "--trust", "trust.cbor", "--root", "auth/root.pub", "--at", verifyAt, "--json"}, args...)
+		r := runTool(t, dir, "checkpointctl", all...)
+		if r.code != wantExit {
+			t.Fatalf("exit %d, want %d: %s %s", r.code, wantExit, r.stdout, r.stderr)
+		}
+		var v verdict
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+			t.Fatalf("output is not one JSON object: %q", r.stdout)
+		}
+		return v
+	}
+
+	cases := []struct {
+		name     string
+		args     []string
+		decision string
+		reasons  []string
+	}{
+		{"green", []string{"--text", green}, "pass", []string{}},
+		{"green from the picture", []string{"--image", "green.png"}, "pass", []string{}},
+		{"yellow", []string{"--text", present("yellow.cbor")}, "refer", []string{"status_yellow"}},
+		{"red", []string{"--text", present("red.cbor")}, "refuse", []string{"status_red"}},
+		{"expired", []string{"--text", present("expired.cbor")}, "refuse", []string{"expired"}},
+		{"forged", []string{"--text", present("forged.cbor")}, "refuse", []string{"unknown_issuer_key"}},
+		{"screenshot", []string{"--text", present("green.cbor", "--at", "2026-11-25T11:58:10Z")}, "refuse", []string{"presentation_stale"}},
+		{"paper code", []string{"--text", strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "paper.cbor"))},
+			"refer", []string{"static_code"}},
+		{"paper code with ID card", []string{"--text", strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "paper.cbor")),
+			"--id-number", "440305193904051117"}, "pass", []string{"static_code"}},
+		{"garbage", []string{"--text", "CP1:ABC"}, "refuse", []string{"malformed"}},
+		{"other version", []string{"--text", "CP7:ABC"}, "refuse", []string{"unsupported_version"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := 1
+			if tc.decision == "pass" {
+				want = 0
+			}
+			v := verifyJSON(t, want, tc.args...)
+			if v.Decision != tc.decision || !slices.Equal(v.Reasons, tc.reasons) {
+				t.Errorf("got %s %v, want %s %v", v.Decision, v.Reasons, tc.decision, tc.reasons)
+			}
+		})
+	}
+
+	t.Run("revoked", func(t *testing.T) {
+		must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "44030519900307123x",
+			"--at", "2026-11-25T12:00:02Z", "--list", "revocations.cbor")
+		v := verifyJSON(t, 1, "--text", green, "--revocations", "revocations.cbor")
+		if v.Decision != "refuse" || !slices.Equal(v.Reasons, []string{"revoked"}) {
+			t.Errorf("got %s %v", v.Decision, v.Reasons)
+		}
+		// Cleared and re-issued after the revocation: passes.
+		issue("again.cbor", "green", "--at", "2026-11-25T12:00:03Z")
+		v = verifyJSON(t, 0, "--text", present("again.cbor"), "--revocations", "revocations.cbor")
+		if v.Decision != "pass" {
+			t.Errorf("re-issued credential: %s %v", v.Decision, v.Reasons)
+		}
+	})
+
+	t.Run("human output", func(t *testing.T) {
+		r := runTool(t, dir, "checkpointctl", "verify", "--text", green, "--trust", "trust.cbor", "--root", "auth/root.pub", "--at", verifyAt)
+		if r.code != 0 || !strings.Contains(r.stdout, "PASS") || !strings.Contains(r.stdout, "通过") || !strings.Contains(r.stdout, "张*丰") {
+			t.Errorf("exit %d: %s", r.code, r.stdout)
+		}
+	})
+
+	t.Run("usage errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			tool    string
+			args    []string
+			mention string
+		}{
+			{"checkpointctl", []string{"verify", "--text", green, "--trust", "nosuch.cbor", "--root", "auth/root.pub"}, "nosuch.cbor"},
+			{"checkpointctl", []string{"verify", "--text", green, "--trust", "trust.cbor", "--root", "nosuch.pub"}, "nosuch.pub"},
+			{"checkpointctl", []string{"verify", "--image", "nosuch.png", "--trust", "trust.cbor", "--root", "auth/root.pub"}, "nosuch.png"},
+			{"checkpointctl", []string{"verify", "--trust", "trust.cbor", "--root", "auth/root.pub"}, "--text"},
+			{"checkpointctl", []string{"verify", "--bogus"}, "bogus"},
+			{"checkpointctl", []string{"frobnicate"}, "frobnicate"},
+			{"authority", []string{"issue", "--issuer", "nosuch.key", "--holder", "phone/holder.pub", "--id-number", "1",
+				"--name", "x", "--colour", "green", "--region", "44", "--out", "x.cbor"}, "nosuch.key"},
+			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "440305",
+				"--name", "x", "--colour", "purple", "--out", "x.cbor"}, "purple"},
+			{"authority", []string{"trust", "--root", "auth/root.key", "--out", "t.cbor"}, "--issuer"},
+			{"holder", []string{"present", "--credential", "nosuch.cbor", "--key", "phone/holder.key"}, "nosuch.cbor"},
+			{"holder", []string{"present", "--credential", "green.cbor", "--key", "forger/issuer.key"}, "not the holder key"},
+		} {
+			r := runTool(t, dir, tc.tool, tc.args...)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.mention) {
+				t.Errorf("%s %v: exit %d, stderr %q; want exit 2 naming %q", tc.tool, tc.args, r.code, r.stderr, tc.mention)
+			}
+		}
+	})
+
+	t.Run("private keys others can read are refused", func(t *testing.T) {
+		must(t, dir, "authority", "keygen", "--out", "loose")
+		if err := os.Chmod(filepath.Join(dir, "loose", "issuer.key"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := runTool(t, dir, "authority", "issue", "--issuer", "loose/issuer.key", "--holder", "phone/holder.pub",
+			"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", "green", "--out", "loose.cbor")
+		if r.code == 0 || !strings.Contains(r.stderr, "readable by group or others") {
+			t.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "loose.cbor")); err == nil {
+			t.Error("a credential was written anyway")
+		}
+	})
+
+	t.Run("keygen makes new pairs but keeps the pseudonym key", func(t *testing.T) {
+		read := func(name string) string {
+			b, err := os.ReadFile(filepath.Join(dir, "auth", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		root, pseudo := read("root.pub"), read("pseudonym.key")
+		must(t, dir, "authority", "keygen", "--out", "auth")
+		if read("root.pub") == root {
+			t.Error("keygen kept the old root key")
+		}
+		if read("pseudonym.key") != pseudo {
+			t.Error("keygen replaced the pseudonym key")
+		}
+	})
+}

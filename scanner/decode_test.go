@@ -1,0 +1,19 @@
+package scanner
+
+import (
+	"image"
+	"image/color"
+	"testing"
+)
+
+func TestDecodeImageWithoutCode(t *testing.T) {
+	img := image.NewGray(image.Rect(0, 0, 320, 240))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	img.SetGray(10, 10, color.Gray{})
+	texts, err := DecodeImage(img)
+	if err != nil || len(texts) != 0 {
+		t.Fatalf("DecodeImage(noise) = %v, %v; want no texts and no error", texts, err)
+	}
+}
