@@ -122,8 +122,8 @@ func TestIssueRejects(t *testing.T) {
 }
 
 // TestSizeBudget holds the format to its promise: a typical presentation
-// fits QR version 12 at level M, and so does the longest one the limits
-// allow with a Chinese name and a six-digit region.
+// fits QR version 12 at level M, with room for one more byte, as
+// docs/credential.md says.
 func TestSizeBudget(t *testing.T) {
 	f := credentialtest.New()
 	cases := []struct {
@@ -137,6 +137,11 @@ func TestSizeBudget(t *testing.T) {
 		{"four-character name", func(c *credential.Credential) { c.MaskedName = credential.MaskName("欧阳明月") }, 12, 419},
 		{"rare four-byte character", func(c *credential.Credential) { c.MaskedName = "𠀀*丰" }, 12, 419},
 		{"issuer of three letters", func(c *credential.Credential) { c.Issuer = "GZH" }, 12, 419},
+		{"9-digit region", func(c *credential.Credential) { c.Region = "440305001" }, 12, 419},
+		{"three-letter issuer and a rare character", func(c *credential.Credential) {
+			c.Issuer = "GZH"
+			c.MaskedName = "𠀀*丰"
+		}, 13, 423},
 		{"12-digit region, 8-byte issuer", func(c *credential.Credential) {
 			c.Region = "440305001001"
 			c.Issuer = "ABCDEFGH"
