@@ -57,12 +57,16 @@ holder keygen --out people/forged >/dev/null
 "$bin/authority" issue --issuer forger/issuer.key --issuer-code GD --holder people/forged/holder.pub \
   --id-number 440305199909091234 --name 冒名者 --colour green --out people/forged/credential.cbor >/dev/null
 
+summary=()
 check() { # title, then checkpointctl verify flags
-  local title=$1; shift
+  local title=$1 out; shift
   echo
   echo "--- $title"
-  "$bin/checkpointctl" verify --trust trust.cbor --root authority/root.pub --revocations revocations.cbor "$@" \
-    | sed 's/^/    /' || true
+  out=$("$bin/checkpointctl" verify --trust trust.cbor --root authority/root.pub --revocations revocations.cbor "$@" || true)
+  sed 's/^/    /' <<<"$out"
+  local reasons
+  reasons=$(sed -n 's/^  - \([a-z_]*\):.*/\1/p' <<<"$out" | paste -sd, -)
+  summary+=("$(printf '%-7s %-26s %s' "$(head -n1 <<<"$out" | cut -d' ' -f1)" "${reasons:--}" "$title")")
 }
 present() { holder present --credential "people/$1/credential.cbor" --key "people/$1/holder.key" "${@:2}"; }
 
@@ -79,5 +83,9 @@ check "周九, 85, no phone: paper code, no ID card read" --text "$(holder prese
 check "周九 again, ID card read by the reader" --text "$(holder present --credential people/6/credential.cbor)" \
   --id-number 440305193904051117
 check "a screenshot of 王芳's code taken 2 minutes ago" --text "$(present 1 --at "$(ago '2 minutes')")"
+echo
+echo "== Summary: one decision per person"
+printf '%-7s %-26s %s\n' DECISION REASONS WHO
+printf '%s\n' "${summary[@]}"
 echo
 echo "Files are in $work."

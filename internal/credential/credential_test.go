@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -275,4 +276,53 @@ func FuzzParse(f *testing.F) {
 		_ = code.VerifyHolder()
 		_ = code.Fingerprint()
 	})
+}
+
+// TestHostileInput feeds the kinds of input an attacker would craft and
+// checks each is refused as malformed without building anything large:
+// the text cap bounds the bytes, and the CBOR limits bound the structures.
+func TestHostileInput(t *testing.T) {
+	f := credentialtest.New()
+	cred := f.Issue(f.Credential(nil))
+	wrap := func(payload []byte) []byte { // a COSE_Sign1 around payload
+		out := []byte{0x84, 0x43, 0xa1, 0x01, 0x27, 0xa0, 0x58, byte(len(payload))}
+		out = append(out, payload...)
+		out = append(out, 0x58, 0x40)
+		return append(out, make([]byte, 64)...)
+	}
+	cases := map[string][]byte{
+		"random bytes":              bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 60),
+		"huge declared byte string": {0x84, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		"huge declared array":       {0x9b, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00},
+		"huge declared map":         wrap([]byte{0xbb, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00}),
+		"deep nesting":              bytes.Repeat([]byte{0x81}, 250),
+		"deep nesting in claims":    wrap(append(bytes.Repeat([]byte{0x81}, 100), 0x00)),
+		"indefinite length":         {0x9f, 0x40, 0xa0, 0x40, 0x40, 0xff},
+		"tagged":                    append([]byte{0xd2}, cred...),
+		"claims are an integer":     wrap([]byte{0x18, 0x2a}),
+		"issuer is an integer":      wrap([]byte{0xa1, 0x01, 0x18, 0x2a}),
+		"duplicate claim":           wrap([]byte{0xa2, 0x01, 0x61, 0x41, 0x01, 0x61, 0x42}),
+		"no health-code claim":      wrap([]byte{0xa1, 0x01, 0x62, 0x47, 0x44}),
+		"truncated credential":      cred[:len(cred)/2],
+		"credential and more":       append(append([]byte(nil), cred...), 0x00),
+		"empty":                     {},
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			text := credential.Prefix + base45.Encode(raw)
+			if len(text) > credential.MaxTextLen {
+				text = text[:credential.MaxTextLen]
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := credential.ParseText(text)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, credential.ErrMalformed) {
+				t.Fatalf("error %v, want ErrMalformed", err)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 256<<10 {
+				t.Errorf("parsing %d bytes allocated %d bytes", len(raw), n)
+			}
+		})
+	}
 }
