@@ -25,9 +25,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
@@ -37,13 +37,6 @@ import (
 func main() {
 	os.Exit(run(os.Args[1:], clock.System{}, os.Stdout, os.Stderr))
 }
-
-// usageError is a mistake in how the command was called: exit status 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage: authority <command> [flags]
 
@@ -70,13 +63,10 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 		return 2
 	}
 	err := cmd(args[1:], clk, stdout)
-	var ue usageError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue), errors.Is(err, fs.ErrNotExist):
+	case cli.IsUsage(err), errors.Is(err, fs.ErrNotExist):
 		fmt.Fprintf(stderr, "authority %s: %v\n", args[0], err)
 		return 2
 	default:
@@ -89,72 +79,14 @@ func newFlags(name string) *flag.FlagSet {
 	return flag.NewFlagSet("authority "+name, flag.ContinueOnError)
 }
 
-func parse(fl *flag.FlagSet, args []string) error {
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fl.NArg() > 0 {
-		return usagef("unexpected argument %q", fl.Arg(0))
-	}
-	return nil
-}
-
-// required checks that every named flag was given a value.
-func required(fl *flag.FlagSet, names ...string) error {
-	for _, n := range names {
-		if fl.Lookup(n).Value.String() == "" {
-			return usagef("--%s is required", n)
-		}
-	}
-	return nil
-}
-
-// atFlag is an RFC 3339 time flag that defaults to the clock.
-type atFlag struct {
-	t   time.Time
-	set bool
-}
-
-func (a *atFlag) String() string {
-	if !a.set {
-		return ""
-	}
-	return a.t.Format(time.RFC3339)
-}
-
-func (a *atFlag) Set(s string) error {
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return fmt.Errorf("want an RFC 3339 time such as 2026-11-25T08:00:00+08:00")
-	}
-	a.t, a.set = t, true
-	return nil
-}
-
-func (a *atFlag) or(t time.Time) time.Time {
-	if a.set {
-		return a.t
-	}
-	return t
-}
-
-// listFlag collects a repeated flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
 // readPrivate reads a private key; a missing file is a usage error naming it.
 func readPrivate(path string) (ed25519.PrivateKey, error) {
 	k, err := keyfile.ReadPrivate(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("key file %s does not exist", path)
+		return nil, cli.Usagef("key file %s does not exist", path)
 	}
 	if errors.Is(err, keyfile.ErrTooOpen) {
-		return nil, usageError{err.Error()}
+		return nil, cli.UsageError{Msg: err.Error()}
 	}
 	return k, err
 }
@@ -162,7 +94,7 @@ func readPrivate(path string) (ed25519.PrivateKey, error) {
 func readPublic(path string) (ed25519.PublicKey, error) {
 	k, err := keyfile.ReadPublic(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("key file %s does not exist", path)
+		return nil, cli.Usagef("key file %s does not exist", path)
 	}
 	return k, err
 }
@@ -174,7 +106,7 @@ func readPseudonymKey(flagValue, besides string) ([]byte, error) {
 	}
 	k, err := keyfile.ReadPseudonymKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("pseudonym key %s does not exist (authority keygen makes it; --pseudonym-key names another)", path)
+		return nil, cli.Usagef("pseudonym key %s does not exist (authority keygen makes it; --pseudonym-key names another)", path)
 	}
 	return k, err
 }
@@ -182,10 +114,7 @@ func readPseudonymKey(flagValue, besides string) ([]byte, error) {
 func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 	fl := newFlags("keygen")
 	out := fl.String("out", "", "directory to write root.key, root.pub, issuer.key, issuer.pub and pseudonym.key to")
-	if err := parse(fl, args); err != nil {
-		return err
-	}
-	if err := required(fl, "out"); err != nil {
+	if err := cli.Parse(fl, args, "out"); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
@@ -219,32 +148,29 @@ func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := newFlags("trust")
 	rootPath := fl.String("root", "", "root private key")
-	var issuers, regions listFlag
+	var issuers, regions cli.List
 	fl.Var(&issuers, "issuer", "issuer public key to list (repeatable)")
 	fl.Var(&regions, "region", "region code prefix the issuers may issue for (repeatable; none: any region)")
 	code := fl.String("issuer-code", "HC", "issuer code the listed keys' credentials carry")
 	name := fl.String("issuer-name", "Health Code Authority", "issuer name shown to guards")
-	var at, from, until atFlag
+	var at, from, until cli.Time
 	fl.Var(&at, "at", "signing time (default now)")
 	fl.Var(&from, "key-valid-from", "start of the keys' validity (default 30 days before --at)")
 	fl.Var(&until, "key-valid-until", "end of the keys' validity (default a year after --at)")
 	valid := fl.Duration("valid", 30*24*time.Hour, "how long the list stays current")
 	version := fl.Uint64("version", 0, "list version (default the signing time in Unix seconds)")
 	out := fl.String("out", "", "file to write the signed trust list to")
-	if err := parse(fl, args); err != nil {
-		return err
-	}
-	if err := required(fl, "root", "out"); err != nil {
+	if err := cli.Parse(fl, args, "root", "out"); err != nil {
 		return err
 	}
 	if len(issuers) == 0 {
-		return usagef("--issuer is required")
+		return cli.Usagef("--issuer is required")
 	}
 	root, err := readPrivate(*rootPath)
 	if err != nil {
 		return err
 	}
-	now := at.or(clk.Now()).UTC().Truncate(time.Second)
+	now := at.Or(clk.Now()).UTC().Truncate(time.Second)
 	l := &trust.List{Version: *version, IssuedAt: now, Expires: now.Add(*valid)}
 	if l.Version == 0 {
 		l.Version = uint64(now.Unix())
@@ -256,7 +182,7 @@ func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 		}
 		l.Issuers = append(l.Issuers, trust.Issuer{
 			PublicKey: pub, Issuer: *code, Name: *name, Regions: regions,
-			NotBefore: from.or(now.Add(-30 * 24 * time.Hour)), NotAfter: until.or(now.Add(365 * 24 * time.Hour)),
+			NotBefore: from.Or(now.Add(-30 * 24 * time.Hour)), NotAfter: until.Or(now.Add(365 * 24 * time.Hour)),
 		})
 	}
 	data, err := trust.Sign(l, root)
@@ -280,35 +206,32 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	colour := fl.String("colour", "", "green, yellow or red")
 	region := fl.String("region", "", "region code (default the first six digits of the ID number)")
 	code := fl.String("issuer-code", "HC", "issuer code, as on the trust list")
-	var at atFlag
+	var at cli.Time
 	fl.Var(&at, "at", "issue time (default now)")
 	valid := fl.Duration("valid", 24*time.Hour, "validity")
 	static := fl.Bool("static", false, "issue a static paper code, without a holder key")
 	pseudonymKey := fl.String("pseudonym-key", "", "pseudonym key (default pseudonym.key beside --issuer)")
 	out := fl.String("out", "", "file to write the credential to")
-	if err := parse(fl, args); err != nil {
-		return err
-	}
-	if err := required(fl, "issuer", "id-number", "name", "colour", "out"); err != nil {
+	if err := cli.Parse(fl, args, "issuer", "id-number", "name", "colour", "out"); err != nil {
 		return err
 	}
 	if *holderPath == "" && !*static {
-		return usagef("--holder is required (or --static for a paper code)")
+		return cli.Usagef("--holder is required (or --static for a paper code)")
 	}
 	if *holderPath != "" && *static {
-		return usagef("--holder and --static exclude each other: a paper code has no holder key")
+		return cli.Usagef("--holder and --static exclude each other: a paper code has no holder key")
 	}
 	status, err := credential.ParseStatus(*colour)
 	if err != nil {
-		return usageError{err.Error()}
+		return cli.UsageError{Msg: err.Error()}
 	}
 	if *valid <= 0 {
-		return usagef("--valid must be positive")
+		return cli.Usagef("--valid must be positive")
 	}
 	id := credential.NormalizeID(*idNumber)
 	if *region == "" {
 		if len(id) < 6 {
-			return usagef("--region is required when the ID number does not start with a region code")
+			return cli.Usagef("--region is required when the ID number does not start with a region code")
 		}
 		*region = id[:6]
 	}
@@ -330,7 +253,7 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	if _, err := rand.Read(cid); err != nil {
 		return err
 	}
-	now := at.or(clk.Now()).UTC().Truncate(time.Second)
+	now := at.Or(clk.Now()).UTC().Truncate(time.Second)
 	sub := credential.Pseudonym(pk, id)
 	c := &credential.Credential{
 		Issuer: *code, ID: cid, Subject: sub, Status: status, Region: *region,
@@ -339,7 +262,7 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	}
 	data, err := credential.Issue(c, issuer)
 	if errors.Is(err, credential.ErrMalformed) {
-		return usageError{err.Error()}
+		return cli.UsageError{Msg: err.Error()}
 	}
 	if err != nil {
 		return err
@@ -361,17 +284,14 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := newFlags("revoke")
 	rootPath := fl.String("root", "", "root private key")
 	idNumber := fl.String("id-number", "", "ID number of the subject whose credentials to revoke")
-	var at, before atFlag
+	var at, before cli.Time
 	fl.Var(&at, "at", "signing time (default now)")
 	fl.Var(&before, "before", "revoke the credentials issued at or before this time (default --at)")
 	keep := fl.Duration("keep", 30*24*time.Hour, "how long after --before the entry must stay: the longest credential validity")
 	valid := fl.Duration("valid", 7*24*time.Hour, "how long the list stays current")
 	list := fl.String("list", "", "revocation list to create or update")
 	pseudonymKey := fl.String("pseudonym-key", "", "pseudonym key (default pseudonym.key beside --root)")
-	if err := parse(fl, args); err != nil {
-		return err
-	}
-	if err := required(fl, "root", "id-number", "list"); err != nil {
+	if err := cli.Parse(fl, args, "root", "id-number", "list"); err != nil {
 		return err
 	}
 	root, err := readPrivate(*rootPath)
@@ -382,7 +302,7 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	now := at.or(clk.Now()).UTC().Truncate(time.Second)
+	now := at.Or(clk.Now()).UTC().Truncate(time.Second)
 	r := &trust.Revocations{}
 	if data, err := os.ReadFile(*list); err == nil {
 		if r, err = trust.ParseRevocations(data, root.Public().(ed25519.PublicKey)); err != nil {
@@ -391,7 +311,7 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	cut := before.or(now).UTC().Truncate(time.Second)
+	cut := before.Or(now).UTC().Truncate(time.Second)
 	kept := r.Entries[:0]
 	for _, e := range r.Entries {
 		if e.DropAfter.After(now) {

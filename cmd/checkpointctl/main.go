@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/trust"
@@ -32,12 +33,6 @@ import (
 func main() {
 	os.Exit(run(os.Args[1:], clock.System{}, os.Stdout, os.Stderr))
 }
-
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage: checkpointctl <command> [flags]
 
@@ -63,15 +58,11 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "checkpointctl: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	var ue usageError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errRefused):
 		return 1
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "checkpointctl %s: %v\n", args[0], err)
-		return 2
 	default:
 		fmt.Fprintf(stderr, "checkpointctl %s: %v\n", args[0], err)
 		return 2
@@ -82,30 +73,9 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 func readFile(what, path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("%s file %s does not exist", what, path)
+		return nil, cli.Usagef("%s file %s does not exist", what, path)
 	}
 	return data, err
-}
-
-type atFlag struct {
-	t   time.Time
-	set bool
-}
-
-func (a *atFlag) String() string {
-	if !a.set {
-		return ""
-	}
-	return a.t.Format(time.RFC3339)
-}
-
-func (a *atFlag) Set(s string) error {
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return fmt.Errorf("want an RFC 3339 time such as 2026-11-25T08:00:00+08:00")
-	}
-	a.t, a.set = t, true
-	return nil
 }
 
 func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
@@ -117,32 +87,23 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	revPath := fl.String("revocations", "", "signed revocation list (default: revocations not checked)")
 	policyPath := fl.String("policy", "", "policy file, JSON (default: the built-in policy)")
 	idNumber := fl.String("id-number", "", "ID number read from the holder's ID card, to match with the code")
-	var at atFlag
+	var at cli.Time
 	fl.Var(&at, "at", "verification time (default now)")
 	uncertainty := fl.Duration("clock-uncertainty", 0, "how far the verification time may be off (negative: unknown)")
 	asJSON := fl.Bool("json", false, "print one JSON object")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fl.NArg() > 0 {
-		return usagef("unexpected argument %q", fl.Arg(0))
+	if err := cli.Parse(fl, args, "trust", "root"); err != nil {
+		return err
 	}
 	if (*text == "") == (*imagePath == "") {
-		return usagef("give exactly one of --text and --image")
-	}
-	if *trustPath == "" || *rootPath == "" {
-		return usagef("--trust and --root are required")
+		return cli.Usagef("give exactly one of --text and --image")
 	}
 
 	root, err := keyfile.ReadPublic(*rootPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return usagef("root key file %s does not exist", *rootPath)
+		return cli.Usagef("root key file %s does not exist", *rootPath)
 	}
 	if err != nil {
-		return usageError{err.Error()}
+		return cli.UsageError{Msg: err.Error()}
 	}
 	data, err := readFile("trust list", *trustPath)
 	if err != nil {
@@ -150,7 +111,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	}
 	tl, err := trust.Parse(data, root)
 	if err != nil {
-		return usagef("trust list %s: %v", *trustPath, err)
+		return cli.Usagef("trust list %s: %v", *trustPath, err)
 	}
 	in := verify.Input{Trust: tl, Policy: verify.DefaultPolicy(), IDNumber: *idNumber}
 	if *revPath != "" {
@@ -160,7 +121,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 		}
 		rl, err := trust.ParseRevocations(data, root)
 		if err != nil {
-			return usagef("revocation list %s: %v", *revPath, err)
+			return cli.Usagef("revocation list %s: %v", *revPath, err)
 		}
 		in.Revocations = trust.NewRevocationSet(rl)
 	}
@@ -170,7 +131,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 			return err
 		}
 		if in.Policy, err = verify.ParsePolicy(data); err != nil {
-			return usagef("%s: %v", *policyPath, err)
+			return cli.Usagef("%s: %v", *policyPath, err)
 		}
 	}
 
@@ -189,10 +150,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 		}
 		in.Text = texts[0]
 	}
-	in.Now = verify.Instant{Time: clk.Now(), Uncertainty: *uncertainty}
-	if at.set {
-		in.Now.Time = at.t
-	}
+	in.Now = verify.Instant{Time: at.Or(clk.Now()), Uncertainty: *uncertainty}
 	d := verify.Verify(in)
 	return report(stdout, *asJSON, source, in.Revocations, d)
 }
@@ -200,7 +158,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 func decodeImage(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("image file %s does not exist", path)
+		return nil, cli.Usagef("image file %s does not exist", path)
 	}
 	if err != nil {
 		return nil, err
@@ -208,7 +166,7 @@ func decodeImage(path string) ([]string, error) {
 	defer f.Close()
 	img, _, err := image.Decode(f)
 	if err != nil {
-		return nil, usagef("%s: not a PNG or JPEG image: %v", path, err)
+		return nil, cli.Usagef("%s: not a PNG or JPEG image: %v", path, err)
 	}
 	return scanner.DecodeImage(img)
 }

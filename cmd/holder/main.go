@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
@@ -40,12 +41,6 @@ func main() {
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], clock.System{}, os.Stdout, os.Stderr))
 }
-
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage: holder <command> [flags]
 
@@ -74,11 +69,10 @@ func run(ctx context.Context, args []string, clk clock.Clock, stdout, stderr io.
 		fmt.Fprintf(stderr, "holder: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	var ue usageError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &ue):
+	case cli.IsUsage(err):
 		fmt.Fprintf(stderr, "holder %s: %v\n", args[0], err)
 		return 2
 	default:
@@ -87,28 +81,10 @@ func run(ctx context.Context, args []string, clk clock.Clock, stdout, stderr io.
 	}
 }
 
-func parse(fl *flag.FlagSet, args []string, requiredFlags ...string) error {
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fl.NArg() > 0 {
-		return usagef("unexpected argument %q", fl.Arg(0))
-	}
-	for _, n := range requiredFlags {
-		if fl.Lookup(n).Value.String() == "" {
-			return usagef("--%s is required", n)
-		}
-	}
-	return nil
-}
-
 func keygen(args []string, stdout io.Writer) error {
 	fl := flag.NewFlagSet("holder keygen", flag.ContinueOnError)
 	out := fl.String("out", "", "directory to write holder.key and holder.pub to")
-	if err := parse(fl, args, "out"); err != nil {
+	if err := cli.Parse(fl, args, "out"); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
@@ -139,7 +115,7 @@ type wallet struct {
 func openWallet(credPath, keyPath string) (*wallet, error) {
 	data, err := os.ReadFile(credPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("credential file %s does not exist", credPath)
+		return nil, cli.Usagef("credential file %s does not exist", credPath)
 	}
 	if err != nil {
 		return nil, err
@@ -156,20 +132,20 @@ func openWallet(credPath, keyPath string) (*wallet, error) {
 		return w, nil
 	}
 	if keyPath == "" {
-		return nil, usagef("--key is required for a phone credential")
+		return nil, cli.Usagef("--key is required for a phone credential")
 	}
 	w.key, err = keyfile.ReadPrivate(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, usagef("key file %s does not exist", keyPath)
+		return nil, cli.Usagef("key file %s does not exist", keyPath)
 	}
 	if errors.Is(err, keyfile.ErrTooOpen) {
-		return nil, usageError{err.Error()}
+		return nil, cli.UsageError{Msg: err.Error()}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !code.Credential.HolderKey.Equal(w.key.Public()) {
-		return nil, usagef("%s is not the holder key of %s", keyPath, credPath)
+		return nil, cli.Usagef("%s is not the holder key of %s", keyPath, credPath)
 	}
 	return w, nil
 }
@@ -187,47 +163,22 @@ func (w *wallet) text(t time.Time) (string, error) {
 	return credential.EncodeText(p), nil
 }
 
-type atFlag struct {
-	t   time.Time
-	set bool
-}
-
-func (a *atFlag) String() string {
-	if !a.set {
-		return ""
-	}
-	return a.t.Format(time.RFC3339)
-}
-
-func (a *atFlag) Set(s string) error {
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return fmt.Errorf("want an RFC 3339 time such as 2026-11-25T08:00:00+08:00")
-	}
-	a.t, a.set = t, true
-	return nil
-}
-
 func present(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := flag.NewFlagSet("holder present", flag.ContinueOnError)
 	credPath := fl.String("credential", "", "credential file from the authority")
 	keyPath := fl.String("key", "", "holder private key")
-	var at atFlag
+	var at cli.Time
 	fl.Var(&at, "at", "presentation time (default now)")
 	pngPath := fl.String("png", "", "also write the code as a PNG image to this file")
 	module := fl.Int("module", 6, "size of a QR module in the PNG, in pixels")
-	if err := parse(fl, args, "credential"); err != nil {
+	if err := cli.Parse(fl, args, "credential"); err != nil {
 		return err
 	}
 	w, err := openWallet(*credPath, *keyPath)
 	if err != nil {
 		return err
 	}
-	t := clk.Now()
-	if at.set {
-		t = at.t
-	}
-	text, err := w.text(t)
+	text, err := w.text(at.Or(clk.Now()))
 	if err != nil {
 		return err
 	}
@@ -257,7 +208,7 @@ func show(ctx context.Context, args []string, clk clock.Clock, stdout, stderr io
 	credPath := fl.String("credential", "", "credential file from the authority")
 	keyPath := fl.String("key", "", "holder private key")
 	listen := fl.String("listen", "127.0.0.1:8080", "address to serve the page on")
-	if err := parse(fl, args, "credential"); err != nil {
+	if err := cli.Parse(fl, args, "credential"); err != nil {
 		return err
 	}
 	w, err := openWallet(*credPath, *keyPath)
