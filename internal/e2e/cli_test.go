@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,7 +20,11 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "github.com/checkpointd/checkpoint/cmd/...")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(goTool, "build", "-o", dir+string(os.PathSeparator), "github.com/checkpointd/checkpoint/cmd/...")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		panic("building the commands: " + err.Error())
