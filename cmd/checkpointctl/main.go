@@ -173,15 +173,15 @@ func decodeImage(path string) ([]string, error) {
 
 // result is the JSON form of a decision.
 type result struct {
-	Source        string           `json:"source"`
-	Decision      verify.Outcome   `json:"decision"`
-	Reasons       []verify.Reason  `json:"reasons"`
-	Words         words            `json:"words"`
-	ReasonWords   []reasonWords    `json:"reason_words"`
-	Detail        string           `json:"detail,omitempty"`
-	Repeat        bool             `json:"repeat"`
-	RevocationsOK *bool            `json:"revocations_checked"`
-	Code          *verify.CodeInfo `json:"code,omitempty"`
+	Source             string           `json:"source"`
+	Decision           verify.Outcome   `json:"decision"`
+	Reasons            []verify.Reason  `json:"reasons"`
+	Words              words            `json:"words"`
+	ReasonWords        []reasonWords    `json:"reason_words"`
+	Detail             string           `json:"detail,omitempty"`
+	Repeat             bool             `json:"repeat"`
+	RevocationsChecked *bool            `json:"revocations_checked"`
+	Code               *verify.CodeInfo `json:"code,omitempty"`
 }
 
 type words struct {
@@ -198,7 +198,7 @@ func report(w io.Writer, asJSON bool, source string, revs verify.Revocations, d 
 	checked := revs != nil
 	if asJSON {
 		r := result{Source: source, Decision: d.Outcome, Reasons: d.Reasons, Detail: d.Detail,
-			Repeat: d.Repeat, RevocationsOK: &checked, Code: d.Code}
+			Repeat: d.Repeat, RevocationsChecked: &checked, Code: d.Code}
 		if r.Reasons == nil {
 			r.Reasons = []verify.Reason{}
 		}
