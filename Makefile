@@ -30,6 +30,8 @@ test: setup
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race ./...
+	# Every OpenCV matrix the scanner makes is closed (gocv's Mat profile).
+	$(GO) test -race -tags matprofile -run NoMatLeak ./scanner
 
 # Benchmarks: verification on one core, as the README reports it.
 bench: setup

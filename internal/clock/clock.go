@@ -1,14 +1,17 @@
 // Package clock is the one place that reads the system clock. Everything
-// that decides freshness, expiry or backoff takes a Clock, so that tests
-// (with clocktest.Fake) and the --at flags of the tools can say what time it
-// is. The commands import it.
+// that decides freshness, expiry, backoff or pacing takes a Clock, so that
+// tests (with clocktest.Fake) and the --at flags of the tools can say what
+// time it is. The commands, the scanner and the verifier's callers import
+// it.
 package clock
 
 import "time"
 
-// Clock tells the time.
+// Clock tells the time and waits.
 type Clock interface {
 	Now() time.Time
+	// After sends the time on the returned channel once d has passed.
+	After(d time.Duration) <-chan time.Time
 }
 
 // System is the machine's clock.
@@ -17,8 +20,15 @@ type System struct{}
 // Now returns the current system time.
 func (System) Now() time.Time { return time.Now() }
 
+// After waits on the system clock.
+func (System) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 // Fixed is a clock stopped at one instant, for the tools' --at flags.
+// Waiting on it never ends.
 type Fixed time.Time
 
 // Now returns the fixed instant.
 func (f Fixed) Now() time.Time { return time.Time(f) }
+
+// After never fires: a stopped clock does not move.
+func (Fixed) After(time.Duration) <-chan time.Time { return nil }

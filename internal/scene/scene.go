@@ -16,6 +16,7 @@ import (
 	"image/color"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	"gocv.io/x/gocv"
 
@@ -53,6 +54,7 @@ type Params struct {
 	JPEGQuality int     // 0: no compression
 	Finger      float64 // how far a finger reaches over the code, fraction of its width
 	Background  uint64  // seed of the background clutter
+	NoiseSeed   uint64  // seed of the sensor noise; 0: the background's
 	NoPhone     bool    // with Text "": no phone in the frame at all
 }
 
@@ -441,14 +443,11 @@ func finish(frame *gocv.Mat, p Params) error {
 		lut.Close()
 	}
 	if p.Noise > 0 {
-		// Drawn here rather than by OpenCV, whose generator is global.
-		r := rand.New(rand.NewPCG(p.Background, 0x4015e))
-		data := make([]byte, Width*Height*3*2)
-		for i := 0; i < len(data); i += 2 {
-			v := int16(math.Round(r.NormFloat64() * p.Noise))
-			data[i], data[i+1] = byte(v), byte(uint16(v)>>8)
+		seed := p.NoiseSeed
+		if seed == 0 {
+			seed = p.Background
 		}
-		noise, err := gocv.NewMatFromBytes(Height, Width, gocv.MatTypeCV16SC3, data)
+		noise, err := gocv.NewMatFromBytes(Height, Width, gocv.MatTypeCV16SC3, noiseField(seed, p.Noise))
 		if err != nil {
 			return fmt.Errorf("scene: noise: %w", err)
 		}
@@ -482,6 +481,39 @@ func scale(m *gocv.Mat, k float64) {
 	}
 	m.ConvertToWithParams(m, gocv.MatTypeCV8UC3, float32(k), 0)
 }
+
+// noiseField returns Gaussian noise of sigma for a whole frame, as int16
+// bytes, drawn here rather than by OpenCV, whose generator is global.
+// Fields are cached: a video reuses a few of them.
+func noiseField(seed uint64, sigma float64) []byte {
+	key := noiseKey{seed, sigma}
+	noiseCache.Lock()
+	defer noiseCache.Unlock()
+	if b, ok := noiseCache.m[key]; ok {
+		return b
+	}
+	r := rand.New(rand.NewPCG(seed, 0x4015e))
+	data := make([]byte, Width*Height*3*2)
+	for i := 0; i < len(data); i += 2 {
+		v := int16(math.Round(r.NormFloat64() * sigma))
+		data[i], data[i+1] = byte(v), byte(uint16(v)>>8)
+	}
+	if len(noiseCache.m) >= 16 {
+		clear(noiseCache.m)
+	}
+	noiseCache.m[key] = data
+	return data
+}
+
+type noiseKey struct {
+	seed  uint64
+	sigma float64
+}
+
+var noiseCache = struct {
+	sync.Mutex
+	m map[noiseKey][]byte
+}{m: make(map[noiseKey][]byte)}
 
 func motionKernel(length, angle float64) gocv.Mat {
 	n := int(math.Ceil(length))

@@ -7,11 +7,17 @@ import (
 	"time"
 )
 
-// Fake is a clock that moves only when told to. It is safe for concurrent
-// use.
+// Fake is a clock that moves only when told to; waiters fire when it
+// passes their time. It is safe for concurrent use.
 type Fake struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+}
+
+type waiter struct {
+	at time.Time
+	c  chan time.Time
 }
 
 // New returns a fake clock showing t.
@@ -24,16 +30,44 @@ func (f *Fake) Now() time.Time {
 	return f.now
 }
 
-// Set moves the clock to t, forwards or backwards.
+// After returns a channel that receives the time once the clock has been
+// moved d past now.
+func (f *Fake) After(d time.Duration) <-chan time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := make(chan time.Time, 1)
+	if d <= 0 {
+		c <- f.now
+		return c
+	}
+	f.waiters = append(f.waiters, waiter{f.now.Add(d), c})
+	return c
+}
+
+// Waiters returns how many After calls are waiting: a test can wait for
+// the code under test to block before it moves the clock.
+func (f *Fake) Waiters() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiters)
+}
+
+// Set moves the clock to t, forwards or backwards, firing the waiters it
+// passes.
 func (f *Fake) Set(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.now = t
+	kept := f.waiters[:0]
+	for _, w := range f.waiters {
+		if !w.at.After(t) {
+			w.c <- t
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	f.waiters = kept
 }
 
 // Advance moves the clock forwards by d.
-func (f *Fake) Advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
+func (f *Fake) Advance(d time.Duration) { f.Set(f.Now().Add(d)) }
