@@ -7,7 +7,9 @@ APT_PKGS := libopencv-dev pkg-config
 FUZZTIME ?= 10s
 BIN      := $(CURDIR)/bin
 
-.PHONY: all setup build test bench fuzz demo clean
+PEER_PKGS := zbar-tools zxing-cpp-tools
+
+.PHONY: all setup build test bench bench-setup bench-decode fuzz demo clean
 
 all: build
 
@@ -36,6 +38,21 @@ test: setup
 # Benchmarks: verification on one core, as the README reports it.
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 ./verify ./internal/...
+
+# The peers the decoder is measured against, from Debian.
+bench-setup: setup
+	@missing=""; for p in $(PEER_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# Decode rate and time against zbar and zxing-cpp, and the pipeline end to
+# end; the report also goes to bench-decode.md.
+bench-decode: bench-setup
+	$(GO) run ./internal/decodebench -out bench-decode.md
 
 # A short run of every fuzz target (FUZZTIME each).
 fuzz: setup

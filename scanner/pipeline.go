@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,35 @@ type Stats struct {
 	Reads     uint64 `json:"reads"`   // codes read, before debouncing
 	Events    uint64 `json:"events"`
 	Buffers   int    `json:"buffers"` // frame buffers allocated now
+	// Latency from capture to the end of decoding, over the last frames
+	// processed.
+	LatencyP50 time.Duration `json:"latency_p50"`
+	LatencyP99 time.Duration `json:"latency_p99"`
+}
+
+// latencies keeps the capture-to-decoded times of the last frames.
+type latencies struct {
+	mu   sync.Mutex
+	ring [1024]time.Duration
+	n    int
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ring[l.n%len(l.ring)] = d
+	l.n++
+}
+
+func (l *latencies) percentiles() (p50, p99 time.Duration) {
+	l.mu.Lock()
+	s := append([]time.Duration(nil), l.ring[:min(l.n, len(l.ring))]...)
+	l.mu.Unlock()
+	if len(s) == 0 {
+		return 0, 0
+	}
+	slices.Sort(s)
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
 }
 
 // Pipeline captures frames, decodes them on worker goroutines and emits a
@@ -68,6 +98,7 @@ type Pipeline struct {
 	processed atomic.Uint64
 	reads     atomic.Uint64
 	events    atomic.Uint64
+	latency   latencies
 }
 
 // NewPipeline returns a pipeline; log may be nil. open is the function
@@ -100,13 +131,16 @@ func (p *Pipeline) Status() Status { return p.cap.Status() }
 // Stats returns the counters.
 func (p *Pipeline) Stats() Stats {
 	dropped, live := p.slot.counts()
+	p50, p99 := p.latency.percentiles()
 	return Stats{
-		Captured:  p.cap.Status().Frames,
-		Processed: p.processed.Load(),
-		Dropped:   dropped,
-		Reads:     p.reads.Load(),
-		Events:    p.events.Load(),
-		Buffers:   live,
+		LatencyP50: p50,
+		LatencyP99: p99,
+		Captured:   p.cap.Status().Frames,
+		Processed:  p.processed.Load(),
+		Dropped:    dropped,
+		Reads:      p.reads.Load(),
+		Events:     p.events.Load(),
+		Buffers:    live,
 	}
 }
 
@@ -146,6 +180,7 @@ func (p *Pipeline) work(ctx context.Context, deb *debouncer, events chan<- ScanE
 		decoded := p.clock.Now()
 		p.slot.release(f.Mat)
 		p.processed.Add(1)
+		p.latency.add(decoded.Sub(f.Captured))
 		for _, r := range results {
 			p.reads.Add(1)
 			if !deb.seen(r.Text, f.Captured) {

@@ -4,8 +4,11 @@
 //	checkpointctl verify (--text TEXT | --image FILE) --trust trust.cbor --root root.pub
 //	                     [--revocations FILE] [--at TIME] [--json]
 //
-// The exit status is 0 when the decision is pass, 1 when it is refuse or
-// refer, and 2 for a usage error (a missing file among them).
+//	checkpointctl decode [--json] IMAGE...
+//
+// verify's exit status is 0 when the decision is pass, 1 when it is refuse
+// or refer, and 2 for a usage error (a missing file among them). decode
+// exits 0 when it could read every file, whether or not it found codes.
 package main
 
 import (
@@ -21,6 +24,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"gocv.io/x/gocv"
 
 	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
@@ -38,6 +43,7 @@ const usage = `usage: checkpointctl <command> [flags]
 
 commands:
   verify   decode and verify one code offline, and print the decision
+  decode   print the QR texts in image files and how long decoding took
 
 Run checkpointctl <command> -h for the flags of a command.
 `
@@ -54,6 +60,8 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "verify":
 		err = verifyCmd(args[1:], clk, stdout)
+	case "decode":
+		err = decodeCmd(args[1:], clk, stdout)
 	default:
 		fmt.Fprintf(stderr, "checkpointctl: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -242,6 +250,60 @@ func report(w io.Writer, asJSON bool, source string, revs verify.Revocations, d 
 	}
 	if d.Outcome != verify.Pass {
 		return errRefused
+	}
+	return nil
+}
+
+// decoded is one line of decode's JSON output.
+type decoded struct {
+	File     string   `json:"file"`
+	Texts    []string `json:"texts"`
+	DecodeMS float64  `json:"decode_ms"`
+}
+
+func decodeCmd(args []string, clk clock.Clock, stdout io.Writer) error {
+	fl := flag.NewFlagSet("checkpointctl decode", flag.ContinueOnError)
+	asJSON := fl.Bool("json", false, "print one JSON object per image")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.UsageError{Msg: err.Error()}
+	}
+	if fl.NArg() == 0 {
+		return cli.Usagef("give one or more image files")
+	}
+	d := scanner.NewDecoder(scanner.DecoderOptions{Still: true, Budget: 2 * time.Second, Clock: clk})
+	defer d.Close()
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	for _, path := range fl.Args() {
+		if _, err := os.Stat(path); err != nil {
+			return cli.Usagef("image file %s: %v", path, err)
+		}
+		img := gocv.IMRead(path, gocv.IMReadGrayScale)
+		if img.Empty() {
+			img.Close()
+			return cli.Usagef("%s: not an image OpenCV can read", path)
+		}
+		start := clk.Now()
+		results := d.Decode(img)
+		took := clk.Now().Sub(start)
+		img.Close()
+		out := decoded{File: path, Texts: []string{}, DecodeMS: float64(took.Microseconds()) / 1000}
+		for _, r := range results {
+			out.Texts = append(out.Texts, r.Text)
+		}
+		if *asJSON {
+			if err := enc.Encode(out); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: %d code(s) in %.2f ms\n", path, len(out.Texts), out.DecodeMS)
+		for _, t := range out.Texts {
+			fmt.Fprintf(stdout, "  %s\n", t)
+		}
 	}
 	return nil
 }

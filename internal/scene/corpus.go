@@ -69,7 +69,7 @@ func Draw(r *rand.Rand, level Level, text string) Params {
 	}
 	// The whole code, quiet zone and all, must be in the frame: a camera
 	// cannot be blamed for what it does not see.
-	for i := 0; i < 100 && !inFrame(p); i++ {
+	for i := 0; i < 100 && !InFrame(p); i++ {
 		p.CenterX, p.CenterY = u(0.25, 0.75), u(0.25, 0.75)
 		p.Rotation = u(-180, 180)
 		p.TiltX, p.TiltY = u(-35, 35), u(-35, 35)
@@ -104,7 +104,9 @@ func Draw(r *rand.Rand, level Level, text string) Params {
 	return p
 }
 
-func inFrame(p Params) bool {
+// InFrame reports whether the whole code of p, quiet zone included, is in
+// the frame.
+func InFrame(p Params) bool {
 	for _, c := range CodeCorners(p) {
 		if c[0] < 0 || c[1] < 0 || c[0] >= Width || c[1] >= Height {
 			return false
