@@ -25,7 +25,7 @@ setup:
 	$(GO) mod download
 
 build: setup
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... ./internal/gatevideo
 
 test: setup
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: an authority, a handful of people with phones (and one without),
-# and a checkpoint deciding on each code offline, through the real commands.
+# a rendered video of them showing their codes to a gate's camera, and the
+# checkpoint daemon deciding on each one offline, through the real code path.
 # Usage: scripts/demo.sh BIN_DIR WORK_DIR
 set -euo pipefail
 
@@ -57,35 +58,60 @@ holder keygen --out people/forged >/dev/null
 "$bin/authority" issue --issuer forger/issuer.key --issuer-code GD --holder people/forged/holder.pub \
   --id-number 440305199909091234 --name 冒名者 --colour green --out people/forged/credential.cbor >/dev/null
 
-summary=()
-check() { # title, then checkpointctl verify flags
-  local title=$1 out; shift
-  echo
-  echo "--- $title"
-  out=$("$bin/checkpointctl" verify --trust trust.cbor --root authority/root.pub --revocations revocations.cbor "$@" || true)
-  sed 's/^/    /' <<<"$out"
-  local reasons
-  reasons=$(sed -n 's/^  - \([a-z_]*\):.*/\1/p' <<<"$out" | paste -sd, -)
-  summary+=("$(printf '%-7s %-26s %s' "$(head -n1 <<<"$out" | cut -d' ' -f1)" "${reasons:--}" "$title")")
-}
+echo "== Each person's phone shows a fresh code; one more shows a screenshot taken 2 minutes ago"
 present() { holder present --credential "people/$1/credential.cbor" --key "people/$1/holder.key" "${@:2}"; }
+mkdir -p codes
+present 1 >codes/1.txt
+present 2 >codes/2.txt
+present 3 >codes/3.txt
+present 4 >codes/4.txt
+present 5 >codes/5.txt
+holder present --credential people/forged/credential.cbor --key people/forged/holder.key >codes/6.txt
+holder present --credential people/6/credential.cbor >codes/7.txt
+present 1 --at "$(ago '2 minutes')" >codes/8.txt
+who=(
+  "王芳, green code on her phone"
+  "李四, yellow code"
+  "赵六, red code"
+  "钱七, green code revoked after issue"
+  "孙八, green code issued two days ago for 24 hours"
+  "someone with a forged code"
+  "周九, 85, no phone: a paper code"
+  "a screenshot of 王芳's code taken 2 minutes ago"
+)
 
+echo "== Rendering the gate camera's video of the eight of them"
+"$bin/gatevideo" -out gate.avi codes/1.txt codes/2.txt codes/3.txt codes/4.txt codes/5.txt codes/6.txt codes/7.txt codes/8.txt
+
+cat >checkpoint.toml <<TOML
+name = "demo-gate"
+[trust]
+root_key = "authority/root.pub"
+trust_list = "trust.cbor"
+revocations = "revocations.cbor"
+[camera]
+device = "gate.avi"
+pace = 30
+TOML
+
+echo "== checkpointd watches the video as its camera and decides on each code, offline"
+"$bin/checkpointd" --config checkpoint.toml --json >decisions.jsonl 2>checkpointd.log
 echo
-echo "== At the gate: each person shows a code; the checkpoint decides offline"
-present 1 --png people/1/code.png >/dev/null
-check "王芳, green code on her phone (read from the picture of her screen)" --image people/1/code.png
-check "李四, yellow code" --text "$(present 2)"
-check "赵六, red code" --text "$(present 3)"
-check "钱七, green code revoked after issue" --text "$(present 4)"
-check "孙八, green code issued two days ago for 24 hours" --text "$(present 5)"
-check "someone with a forged code" --text "$(holder present --credential people/forged/credential.cbor --key people/forged/holder.key)"
-check "周九, 85, no phone: paper code, no ID card read" --text "$(holder present --credential people/6/credential.cbor)"
-check "周九 again, ID card read by the reader" --text "$(holder present --credential people/6/credential.cbor)" \
-  --id-number 440305193904051117
-check "a screenshot of 王芳's code taken 2 minutes ago" --text "$(present 1 --at "$(ago '2 minutes')")"
+printf '%-7s %-20s %s\n' DECISION REASONS "WHO (CODE AS THE GUARD SEES IT)"
+n=0
+while IFS= read -r line; do
+  decision=$(sed -n 's/.*"decision":"\([a-z]*\)".*/\1/p' <<<"$line")
+  reasons=$(sed -n 's/.*"reasons":\[\([^]]*\)\].*/\1/p' <<<"$line" | tr -d '"')
+  name=$(sed -n 's/.*"masked_name":"\([^"]*\)".*/\1/p' <<<"$line")
+  suffix=$(sed -n 's/.*"id_suffix":"\([^"]*\)".*/\1/p' <<<"$line")
+  code="-"
+  [ -n "$name" ] && code="$name …$suffix"
+  printf '%-7s %-20s %s (%s)\n' "${decision^^}" "${reasons:--}" "${who[$n]:-?}" "$code"
+  n=$((n + 1))
+done <decisions.jsonl
 echo
-echo "== Summary: one decision per person"
-printf '%-7s %-26s %s\n' DECISION REASONS WHO
-printf '%s\n' "${summary[@]}"
-echo
-echo "Files are in $work."
+if [ "$n" -ne "${#who[@]}" ]; then
+  echo "($n decisions for ${#who[@]} people: see checkpointd.log)"
+fi
+grep -o 'frames=[0-9]* processed=[0-9]* dropped=[0-9]* events=[0-9]*' checkpointd.log | sed 's/^/checkpointd: /' || true
+echo "Files are in $work: the video gate.avi, decisions.jsonl, checkpointd.log."
