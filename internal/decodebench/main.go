@@ -28,6 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
 	"gocv.io/x/gocv"
 
 	"github.com/checkpointd/checkpoint/internal/clock"
@@ -83,6 +85,7 @@ type set struct {
 type outcome struct {
 	read, falsePos int
 	times          []time.Duration
+	stages         map[string]int // which cascade stage read each code
 }
 
 func run(w io.Writer, photos string, n, empty int, seed uint64, video time.Duration) error {
@@ -115,12 +118,19 @@ func run(w io.Writer, photos string, n, empty int, seed uint64, video time.Durat
 	fmt.Fprintf(w, "## Decode rate, side by side\n\n")
 	fmt.Fprintf(w, "Machine: %d CPUs, %s, Go %s. Our time is decoding only (median / p99);\n", runtime.NumCPU(), cpuModel(), runtime.Version())
 	fmt.Fprintf(w, "peers' times are whole-process per image (start, load, decode) and only for reference.\n\n")
-	fmt.Fprintf(w, "| set | images | ours | zbar | zxing-cpp | ours / best peer | our ms median | our ms p99 | zbar ms | zxing-cpp ms |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| set | images | ours | zbar | zxing-cpp | ours / best peer | our ms median | our ms p99 | zbar ms | zxing-cpp ms | plain gozxing | its ms median |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	allStages := map[string]int{}
 	var big, bigRead int
 	for _, s := range sets {
 		fmt.Fprintf(os.Stderr, "set %s...\n", s.name)
 		ours := decodeOurs(s)
+		plain := decodePlain(s)
+		if !strings.HasSuffix(s.name, ": all") {
+			for k, v := range ours.stages {
+				allStages[s.name[:strings.Index(s.name+":", ":")]+": "+k] += v
+			}
+		}
 		if strings.HasPrefix(s.name, "generated") && s.items[0].want != "" && !strings.Contains(s.name, "tiny") {
 			big += len(s.items)
 			bigRead += ours.read
@@ -135,14 +145,25 @@ func run(w io.Writer, photos string, n, empty int, seed uint64, video time.Durat
 			ratio = fmt.Sprintf("%.2f", float64(ours.read)/float64(best))
 		}
 		if s.items[0].want == "" {
-			fmt.Fprintf(w, "| %s | %d | %d false | %d false | %d false | - | %s | %s | %s | %s |\n", s.name, len(s.items),
+			fmt.Fprintf(w, "| %s | %d | %d false | %d false | %d false | - | %s | %s | %s | %s | %d false | %s |\n", s.name, len(s.items),
 				ours.falsePos, theirs[0].falsePos, theirs[1].falsePos,
-				ms(pct(ours.times, 50)), ms(pct(ours.times, 99)), ms(pct(theirs[0].times, 50)), ms(pct(theirs[1].times, 50)))
+				ms(pct(ours.times, 50)), ms(pct(ours.times, 99)), ms(pct(theirs[0].times, 50)), ms(pct(theirs[1].times, 50)),
+				plain.falsePos, ms(pct(plain.times, 50)))
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %s | %s | %s |\n", s.name, len(s.items),
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %s | %s | %s | %d | %s |\n", s.name, len(s.items),
 			ours.read, theirs[0].read, theirs[1].read, ratio,
-			ms(pct(ours.times, 50)), ms(pct(ours.times, 99)), ms(pct(theirs[0].times, 50)), ms(pct(theirs[1].times, 50)))
+			ms(pct(ours.times, 50)), ms(pct(ours.times, 99)), ms(pct(theirs[0].times, 50)), ms(pct(theirs[1].times, 50)),
+			plain.read, ms(pct(plain.times, 50)))
+	}
+	fmt.Fprintf(w, "\nWhich cascade stage read the codes:\n\n| stage | codes |\n|---|---|\n")
+	var keys []string
+	for k := range allStages {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "| %s | %d |\n", k, allStages[k])
 	}
 	if big > 0 {
 		fmt.Fprintf(w, "\nGenerated frames with modules of 2 pixels or more: %d of %d read (%.1f %%; target 98 %%).\n", bigRead, big, 100*float64(bigRead)/float64(big))
@@ -237,7 +258,7 @@ func corpusSets(dir string, seed uint64, n, empty int) ([]set, error) {
 func decodeOurs(s set) outcome {
 	d := scanner.NewDecoder(scanner.DecoderOptions{Still: s.still})
 	defer d.Close()
-	var o outcome
+	o := outcome{stages: map[string]int{}}
 	for _, it := range s.items {
 		img := gocv.IMRead(it.path, gocv.IMReadColor)
 		if s.still {
@@ -250,7 +271,40 @@ func decodeOurs(s set) outcome {
 		rs := d.Decode(img)
 		o.times = append(o.times, time.Since(start))
 		img.Close()
+		before := o.read
 		score(&o, it.want, texts(rs))
+		if o.read > before {
+			for _, r := range rs {
+				if r.Text == it.want || strings.TrimRight(r.Text, "\r\n") == strings.TrimRight(it.want, "\r\n") {
+					o.stages[r.Stage]++
+					break
+				}
+			}
+		}
+	}
+	return o
+}
+
+// decodePlain is gozxing alone on the whole grey image, with TRY_HARDER:
+// the baseline the cascade builds on.
+func decodePlain(s set) outcome {
+	var o outcome
+	hints := map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true}
+	for _, it := range s.items {
+		img := gocv.IMRead(it.path, gocv.IMReadGrayScale)
+		pix := img.ToBytes()
+		start := time.Now()
+		var got []string
+		if src, err := gozxing.NewPlanarYUVLuminanceSource(pix, img.Cols(), img.Rows(), 0, 0, img.Cols(), img.Rows(), false); err == nil {
+			if bmp, err := gozxing.NewBinaryBitmap(gozxing.NewHybridBinarizer(src)); err == nil {
+				if r, err := qrcode.NewQRCodeReader().Decode(bmp, hints); err == nil {
+					got = []string{r.GetText()}
+				}
+			}
+		}
+		o.times = append(o.times, time.Since(start))
+		img.Close()
+		score(&o, it.want, got)
 	}
 	return o
 }

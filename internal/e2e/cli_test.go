@@ -10,6 +10,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/checkpointd/checkpoint/internal/scene"
 )
 
 // tools builds the commands once per test binary.
@@ -279,4 +284,85 @@ func TestCommandLineContract(t *testing.T) {
 			t.Error("keygen replaced the pseudonym key")
 		}
 	})
+}
+
+// TestDecodeAndDaemon runs checkpointctl decode on pictures and checkpointd
+// on a rendered video, as processes.
+func TestDecodeAndDaemon(t *testing.T) {
+	readSources()
+	dir := t.TempDir()
+	must(t, dir, "authority", "keygen", "--out", "auth")
+	must(t, dir, "holder", "keygen", "--out", "phone")
+	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub", "--out", "trust.cbor")
+	must(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub",
+		"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", "green", "--out", "c.cbor")
+	text := strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "c.cbor", "--key", "phone/holder.key", "--png", "code.png"))
+
+	// An image with no code at all.
+	blank, _, err := scene.Render(scene.Params{NoPhone: true, Ambient: 1, Background: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gocv.IMWrite(filepath.Join(dir, "blank.jpg"), blank)
+	blank.Close()
+
+	out := must(t, dir, "checkpointctl", "decode", "--json", "code.png", "blank.jpg")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("decode printed %d lines, want one per image: %q", len(lines), out)
+	}
+	var got [2]struct {
+		File     string   `json:"file"`
+		Texts    []string `json:"texts"`
+		DecodeMS *float64 `json:"decode_ms"`
+	}
+	for i, l := range lines {
+		if err := json.Unmarshal([]byte(l), &got[i]); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
+	if got[0].File != "code.png" || len(got[0].Texts) != 1 || got[0].Texts[0] != text || got[0].DecodeMS == nil || *got[0].DecodeMS <= 0 {
+		t.Errorf("code.png: %+v", got[0])
+	}
+	if got[1].File != "blank.jpg" || got[1].Texts == nil || len(got[1].Texts) != 0 {
+		t.Errorf("blank.jpg: %+v (want an empty list of texts)", got[1])
+	}
+	if r := runTool(t, dir, "checkpointctl", "decode", "nosuch.png"); r.code != 2 || !strings.Contains(r.stderr, "nosuch.png") {
+		t.Errorf("decode of a missing file: exit %d, %q", r.code, r.stderr)
+	}
+
+	// checkpointd on a video of the holder showing the code.
+	video := filepath.Join(dir, "gate.avi")
+	pose := scene.Params{ModulePx: 3.5, CenterX: 0.5, CenterY: 0.5, Ambient: 1, Screen: 1, Gamma: 1, Noise: 2}
+	if err := scene.WriteVideo(video, 10, 2*time.Second, 5, []scene.Appearance{
+		{Text: text, Start: 200 * time.Millisecond, End: 1800 * time.Millisecond, Pose: pose},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "110101199001010011", "--list", "revs.cbor")
+	os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(`name = "e2e"
+[trust]
+root_key = "auth/root.pub"
+trust_list = "trust.cbor"
+revocations = "revs.cbor"
+[camera]
+device = "gate.avi"
+`), 0o644)
+	r := runTool(t, dir, "checkpointd", "--config", "cp.toml", "--json")
+	if r.code != 0 {
+		t.Fatalf("checkpointd: exit %d: %s", r.code, r.stderr)
+	}
+	var dec struct {
+		Decision string   `json:"decision"`
+		Reasons  []string `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &dec); err != nil || dec.Decision != "pass" {
+		t.Errorf("checkpointd showed %q (%v)", r.stdout, err)
+	}
+	if strings.Contains(r.stderr, "CP1:") || strings.Contains(r.stderr, "张") {
+		t.Error("checkpointd logged a code or a name")
+	}
+	if r := runTool(t, dir, "checkpointd", "--config", "nosuch.toml"); r.code != 2 || !strings.Contains(r.stderr, "nosuch.toml") {
+		t.Errorf("checkpointd without its configuration: exit %d, %q", r.code, r.stderr)
+	}
 }

@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
+	"github.com/checkpointd/checkpoint/internal/config"
+	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/internal/credential/credentialtest"
+	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/scene"
+	"github.com/checkpointd/checkpoint/internal/trust"
+	"github.com/checkpointd/checkpoint/verify"
+)
+
+// TestDecisionsFromVideo plays a gate video of three people through the
+// daemon: a green code passes, a red one is refused, a screenshot is
+// refused as stale; and the log holds no code, name or ID number.
+func TestDecisionsFromVideo(t *testing.T) {
+	f := credentialtest.New()
+	dir := t.TempDir()
+	if err := keyfile.WritePublic(filepath.Join(dir, "root.pub"), f.Root.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "trust.cbor"), f.TrustBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := trust.SignRevocations(&trust.Revocations{Version: 1, IssuedAt: f.Now, Expires: f.Now.Add(24 * time.Hour)}, f.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "revocations.cbor"), revs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	green := f.Issue(f.Credential(nil))
+	red := f.Issue(f.Credential(func(c *credential.Credential) { c.Status = credential.Red; c.ID[0] = 9 }))
+	texts := []string{
+		f.Present(green, f.Now.Add(-3*time.Second)),
+		f.Present(red, f.Now.Add(-3*time.Second)),
+		f.Present(green, f.Now.Add(-2*time.Minute)),
+	}
+	pose := scene.Params{ModulePx: 3.5, CenterX: 0.5, CenterY: 0.5, Rotation: 5, Ambient: 1, Screen: 1, Gamma: 1, Noise: 2, JPEGQuality: 85}
+	var ppl []scene.Appearance
+	for i, text := range texts {
+		start := time.Duration(i)*1500*time.Millisecond + 300*time.Millisecond
+		ppl = append(ppl, scene.Appearance{Text: text, Start: start, End: start + time.Second, Pose: pose})
+	}
+	video := filepath.Join(dir, "gate.avi")
+	if err := scene.WriteVideo(video, 10, 4500*time.Millisecond, 11, ppl); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.Trust = config.Trust{RootKey: filepath.Join(dir, "root.pub"), TrustList: filepath.Join(dir, "trust.cbor"),
+		Revocations: filepath.Join(dir, "revocations.cbor")}
+	cfg.Camera.Device = video
+	var display, logs bytes.Buffer
+	d := New(cfg, Options{
+		Clock: clocktest.New(f.Now), Log: slog.New(slog.NewTextHandler(&logs, nil)), Display: &display, JSON: true,
+	})
+	if err := d.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []shown
+	for _, line := range strings.Split(strings.TrimSpace(display.String()), "\n") {
+		var s shown
+		if err := json.Unmarshal([]byte(line), &s); err != nil {
+			t.Fatalf("display line %q: %v", line, err)
+		}
+		got = append(got, s)
+	}
+	want := []struct {
+		outcome verify.Outcome
+		reasons []verify.Reason
+	}{
+		{verify.Pass, nil},
+		{verify.Refuse, []verify.Reason{verify.StatusRed}},
+		{verify.Refuse, []verify.Reason{verify.PresentationStale}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d decisions, want %d:\n%s", len(got), len(want), display.String())
+	}
+	for i, w := range want {
+		if got[i].Decision != w.outcome || !slices.Equal(got[i].Reasons, w.reasons) && len(w.reasons)+len(got[i].Reasons) > 0 {
+			t.Errorf("decision %d: %v %v, want %v %v", i, got[i].Decision, got[i].Reasons, w.outcome, w.reasons)
+		}
+	}
+	for _, secret := range []string{"CP1:", credentialtest.IDNumber, credentialtest.Name, "张"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds %q", secret)
+		}
+	}
+	if !strings.Contains(logs.String(), "decision=refuse") || !strings.Contains(logs.String(), "component=daemon") {
+		t.Errorf("the log lacks the decisions:\n%s", logs.String())
+	}
+}
+
+// TestNeverSynced: a checkpoint configured for a revocation list it does
+// not have yet refers everybody to a second check, saying why.
+func TestNeverSynced(t *testing.T) {
+	f := credentialtest.New()
+	dir := t.TempDir()
+	keyfile.WritePublic(filepath.Join(dir, "root.pub"), f.Root.Public().(ed25519.PublicKey))
+	os.WriteFile(filepath.Join(dir, "trust.cbor"), f.TrustBytes, 0o644)
+	video := filepath.Join(dir, "gate.avi")
+	pose := scene.Params{ModulePx: 3.5, CenterX: 0.5, CenterY: 0.5, Ambient: 1, Screen: 1, Gamma: 1, Noise: 2}
+	if err := scene.WriteVideo(video, 10, 2*time.Second, 3, []scene.Appearance{
+		{Text: f.Text(), Start: 200 * time.Millisecond, End: 1800 * time.Millisecond, Pose: pose},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.Trust = config.Trust{RootKey: filepath.Join(dir, "root.pub"), TrustList: filepath.Join(dir, "trust.cbor"),
+		Revocations: filepath.Join(dir, "not-yet.cbor")}
+	cfg.Camera.Device = video
+	var display bytes.Buffer
+	if err := New(cfg, Options{Clock: clocktest.New(f.Now), Display: &display}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out := display.String(); !strings.Contains(out, "REFER") || !strings.Contains(out, "revocation_list_stale") ||
+		!strings.Contains(out, "张*丰") {
+		t.Errorf("display:\n%s", out)
+	}
+}
