@@ -191,32 +191,45 @@ func triples(img grey, cands []finder, limit int) [][3]finder {
 	if len(cands) > 16 {
 		cands = cands[:16]
 	}
-	type scored struct {
-		t     [3]finder
-		score float64
-	}
-	var all []scored
+	r := ranking{img: img}
 	for i := 0; i < len(cands); i++ {
 		for j := i + 1; j < len(cands); j++ {
 			for k := j + 1; k < len(cands); k++ {
-				t, score, ok := shape(cands[i], cands[j], cands[k])
-				if !ok {
-					continue
-				}
-				look, ok := looksLikeFinders(img, t)
-				if !ok {
-					continue
-				}
-				all = append(all, scored{t, score + 3*look})
+				r.add(cands[i], cands[j], cands[k])
 			}
 		}
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].score > all[j].score })
+	return r.best(limit)
+}
+
+// ranking collects triples that pass shape and looksLikeFinders, scored.
+type ranking struct {
+	img grey
+	all []scoredTriple
+}
+
+type scoredTriple struct {
+	t     [3]finder
+	score float64
+}
+
+func (r *ranking) add(a, b, c finder) {
+	t, score, ok := shape(a, b, c)
+	if !ok {
+		return
+	}
+	look, ok := looksLikeFinders(r.img, t)
+	if !ok {
+		return
+	}
+	r.all = append(r.all, scoredTriple{t, score + 3*look})
+}
+
+// best returns the limit best triples, best first.
+func (r *ranking) best(limit int) [][3]finder {
+	sort.SliceStable(r.all, func(i, j int) bool { return r.all[i].score > r.all[j].score })
 	var out [][3]finder
-	for _, s := range all {
-		if len(out) == limit {
-			break
-		}
+	for _, s := range r.all[:min(limit, len(r.all))] {
 		out = append(out, s.t)
 	}
 	return out
@@ -231,11 +244,7 @@ func completions(img grey, cands []finder, limit int) [][3]finder {
 	if len(cands) > 12 {
 		cands = cands[:12] // sorted by count in triples
 	}
-	type scored struct {
-		t     [3]finder
-		score float64
-	}
-	var all []scored
+	r := ranking{img: img}
 	for i := 0; i < len(cands); i++ {
 		for j := i + 1; j < len(cands); j++ {
 			a, b := cands[i], cands[j]
@@ -253,28 +262,11 @@ func completions(img grey, cands []finder, limit int) [][3]finder {
 				if p[0] < 3.5*m || p[1] < 3.5*m || p[0] > float64(img.width)-3.5*m || p[1] > float64(img.height)-3.5*m {
 					continue
 				}
-				v := finder{x: p[0], y: p[1], module: m}
-				t, score, ok := shape(a, b, v)
-				if !ok {
-					continue
-				}
-				look, ok := looksLikeFinders(img, t)
-				if !ok {
-					continue
-				}
-				all = append(all, scored{t, score + 3*look})
+				r.add(a, b, finder{x: p[0], y: p[1], module: m})
 			}
 		}
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].score > all[j].score })
-	var out [][3]finder
-	for _, s := range all {
-		if len(out) == limit {
-			break
-		}
-		out = append(out, s.t)
-	}
-	return out
+	return r.best(limit)
 }
 
 // finderTemplate is the finder pattern with its separator, in modules from
