@@ -1,0 +1,352 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Event is one record of the log: what the checkpoint decided about one
+// person, and the links that make deletions and edits detectable.
+type Event struct {
+	Seq  uint64    `cbor:"1,keyasint"` // per device, from 1, without gaps
+	Time time.Time `cbor:"2,keyasint"` // the checkpoint's best estimate
+	// ClockUncertainty is how far Time may be off; negative: unknown.
+	ClockUncertainty time.Duration `cbor:"3,keyasint"`
+	Kind             string        `cbor:"4,keyasint"` // "scan", later also ID-only, override...
+	Decision         string        `cbor:"5,keyasint"` // pass, refer, refuse
+	Reasons          []string      `cbor:"6,keyasint,omitempty"`
+	Status           string        `cbor:"7,keyasint,omitempty"` // green, yellow, red
+	Subject          []byte        `cbor:"8,keyasint,omitempty"` // pseudonym, never the ID number
+	CredentialID     []byte        `cbor:"9,keyasint,omitempty"`
+	KeyID            []byte        `cbor:"10,keyasint,omitempty"`
+	// Temperature in tenths of a degree Celsius; 0 when none was taken.
+	Temperature int16  `cbor:"11,keyasint,omitempty"`
+	Gate        string `cbor:"12,keyasint,omitempty"`
+	Repeat      bool   `cbor:"13,keyasint,omitempty"`
+	Static      bool   `cbor:"14,keyasint,omitempty"`
+	// Prev is the hash of the event before (zero for the first), Hash this
+	// event's: SHA-256 of its encoding without Hash.
+	Prev [32]byte `cbor:"15,keyasint"`
+	Hash [32]byte `cbor:"16,keyasint"`
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	opts := cbor.CoreDetEncOptions()
+	opts.Time = cbor.TimeUnixMicro
+	if encMode, err = opts.EncMode(); err != nil {
+		panic(err)
+	}
+	if decMode, err = (cbor.DecOptions{DupMapKey: cbor.DupMapKeyEnforcedAPF, MaxArrayElements: 1 << 24}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// ChainHash returns the hash an event must carry: SHA-256 of its encoding
+// with Hash zeroed. Prev is part of it, so the events form a chain.
+func ChainHash(e Event) ([32]byte, error) {
+	e.Hash = [32]byte{}
+	b, err := encMode.Marshal(e)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+// EncodeEvent and DecodeEvent are the stored and uploaded form of an
+// event.
+func EncodeEvent(e Event) ([]byte, error) { return encMode.Marshal(e) }
+
+// DecodeEvent decodes an event encoded by EncodeEvent.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	err := decMode.Unmarshal(b, &e)
+	return e, err
+}
+
+type write struct {
+	ev   Event
+	done chan error
+}
+
+// Record appends an event to the log and returns it with its sequence
+// number and hashes once it is on disk: the commit that holds it has been
+// fsynced. Concurrent calls share commits. The event's Seq, Prev and Hash
+// are set here.
+func (b *Box) Record(ctx context.Context, ev Event) (Event, error) {
+	w := &write{ev: ev, done: make(chan error, 1)}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return Event{}, ErrClosed
+	}
+	select {
+	case b.writes <- w:
+	case <-b.done:
+		return Event{}, ErrClosed
+	case <-ctx.Done():
+		return Event{}, ctx.Err()
+	}
+	// Once handed over the event is committed or failed; wait for which,
+	// whatever ctx does, so that the caller never mistakes a recorded
+	// event for a lost one.
+	if err := <-w.done; err != nil {
+		return Event{}, err
+	}
+	return w.ev, nil
+}
+
+// writer is the single writer: it takes the waiting events, as many as
+// MaxBatch, appends them in one transaction, and answers each once the
+// commit is done.
+func (b *Box) writer() {
+	defer b.wg.Done()
+	for {
+		var batch []*write
+		select {
+		case w := <-b.writes:
+			batch = append(batch, w)
+		case <-b.done:
+			// Finish what was handed over before Close.
+		drain:
+			for {
+				select {
+				case w := <-b.writes:
+					batch = append(batch, w)
+				default:
+					break drain
+				}
+			}
+			if len(batch) > 0 {
+				b.commit(batch)
+			}
+			return
+		}
+	more:
+		for len(batch) < b.opts.MaxBatch && !b.opts.NoGroupCommit {
+			select {
+			case w := <-b.writes:
+				batch = append(batch, w)
+			default:
+				break more
+			}
+		}
+		b.commit(batch)
+	}
+}
+
+func (b *Box) commit(batch []*write) {
+	seq, hash := b.lastSeq, b.lastHash
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		events := tx.Bucket(bucketEvents)
+		for _, w := range batch {
+			seq++
+			w.ev.Seq = seq
+			w.ev.Prev = hash
+			h, err := ChainHash(w.ev)
+			if err != nil {
+				return err
+			}
+			w.ev.Hash = h
+			raw, err := encMode.Marshal(w.ev)
+			if err != nil {
+				return err
+			}
+			if err := events.Put(u64(seq), raw); err != nil {
+				return err
+			}
+			hash = h
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyLastSeq, u64(seq)); err != nil {
+			return err
+		}
+		return meta.Put(keyLastHash, hash[:])
+	})
+	if err == nil {
+		b.mu.Lock()
+		b.lastSeq, b.lastHash = seq, hash
+		b.mu.Unlock()
+	} else {
+		err = fmt.Errorf("store: recording events: %w", err)
+		b.log.Error("events not recorded", "err", err, "events", len(batch))
+	}
+	b.checkDisk()
+	for _, w := range batch {
+		w.done <- err
+	}
+}
+
+// LastSeq returns the sequence number of the last recorded event.
+func (b *Box) LastSeq() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastSeq
+}
+
+// Events returns up to limit recorded events from seq from on, in order.
+// Each call is one short read transaction, so that long exports do not
+// hold the writer back.
+func (b *Box) Events(from uint64, limit int) ([]Event, error) {
+	var out []Event
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(u64(from)); k != nil && len(out) < limit; k, v = c.Next() {
+			e, err := DecodeEvent(v)
+			if err != nil {
+				return fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RawEvents is Events in the stored encoding, for uploading as it is.
+func (b *Box) RawEvents(from uint64, limit int) ([][]byte, error) {
+	var out [][]byte
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(u64(from)); k != nil && len(out) < limit; k, v = c.Next() {
+			out = append(out, append([]byte(nil), v...))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// VerifyChain reads the whole log in short transactions and checks that
+// sequence numbers have no gap and that each event's hashes hold, from the
+// first event kept (older ones may have been pruned after upload). It
+// returns how many events it checked.
+func (b *Box) VerifyChain() (int, error) {
+	var (
+		n        int
+		next     uint64
+		prevHash [32]byte
+		first    = true
+	)
+	for {
+		batch, err := b.Events(next, 4096)
+		if err != nil {
+			return n, err
+		}
+		for _, e := range batch {
+			if !first && (e.Seq != next || e.Prev != prevHash) {
+				return n, fmt.Errorf("%w: at event %d (expected %d)", ErrCorrupt, e.Seq, next)
+			}
+			if first && e.Seq == 1 && e.Prev != ([32]byte{}) {
+				return n, fmt.Errorf("%w: first event has a predecessor", ErrCorrupt)
+			}
+			h, err := ChainHash(e)
+			if err != nil {
+				return n, err
+			}
+			if h != e.Hash {
+				return n, fmt.Errorf("%w: event %d was altered", ErrCorrupt, e.Seq)
+			}
+			first = false
+			prevHash = e.Hash
+			next = e.Seq + 1
+			n++
+		}
+		if len(batch) < 4096 {
+			break
+		}
+	}
+	if last := b.LastSeq(); n > 0 && next-1 != last {
+		return n, fmt.Errorf("%w: the log ends at %d but the last recorded event is %d", ErrCorrupt, next-1, last)
+	}
+	return n, nil
+}
+
+// Mark is the highest sequence number the authority has acknowledged
+// holding with no gap before it.
+func (b *Box) Mark() (uint64, error) {
+	var m uint64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		m = getU64(tx.Bucket(bucketMeta), keyMark)
+		return nil
+	})
+	return m, err
+}
+
+// SetMark records the authority's acknowledgement. A mark lower than the
+// one recorded (an authority restored from a backup) is recorded too: the
+// box must send again what the authority lost.
+func (b *Box) SetMark(m uint64) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyMark, u64(m))
+	})
+}
+
+// ErrNotAcknowledged is returned by Prune for events not yet acknowledged.
+var ErrNotAcknowledged = errors.New("store: events not acknowledged by the authority")
+
+// Prune deletes events that the authority has acknowledged and that are
+// older than keep, in transactions of at most 10,000 deletions. Events not
+// acknowledged are never deleted, whatever their age. It returns how many
+// it deleted.
+func (b *Box) Prune(keep time.Duration) (int, error) {
+	mark, err := b.Mark()
+	if err != nil {
+		return 0, err
+	}
+	cutoff := b.clock.Now().Add(-keep)
+	total := 0
+	for {
+		n := 0
+		err := b.db.Update(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			for k, v := c.First(); k != nil && n < 10000; k, v = c.First() {
+				if binary.BigEndian.Uint64(k) > mark {
+					return nil
+				}
+				e, err := DecodeEvent(v)
+				if err != nil {
+					return err
+				}
+				if !e.Time.Before(cutoff) {
+					return nil
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		total += n
+		if err != nil || n < 10000 {
+			return total, err
+		}
+	}
+}
+
+// Unsent returns how many recorded events the authority has not
+// acknowledged.
+func (b *Box) Unsent() (uint64, error) {
+	m, err := b.Mark()
+	if err != nil {
+		return 0, err
+	}
+	last := b.LastSeq()
+	if m >= last {
+		return 0, nil
+	}
+	return last - m, nil
+}

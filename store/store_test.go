@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func open(t *testing.T, path string) (*Box, *clocktest.Fake) {
+	t.Helper()
+	clk := clocktest.New(t0)
+	b, err := OpenBox(path, Options{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, clk
+}
+
+func event(i int) Event {
+	return Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: "scan", Decision: "pass", Status: "green",
+		Subject: []byte(fmt.Sprintf("subj%06d", i)), CredentialID: []byte("cred0001"), Gate: "gate-3"}
+}
+
+func TestRecordChainAndReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "box.db")
+	b, _ := open(t, path)
+	var wg sync.WaitGroup
+	seqs := make([]uint64, 200)
+	for i := range seqs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			e, err := b.Record(context.Background(), event(i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seqs[i] = e.Seq
+		}(i)
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	for _, s := range seqs {
+		if s == 0 || s > 200 || seen[s] {
+			t.Fatalf("sequence numbers %v are not 1..200 each once", seqs)
+		}
+		seen[s] = true
+	}
+	if n, err := b.VerifyChain(); err != nil || n != 200 {
+		t.Fatalf("VerifyChain: %d, %v", n, err)
+	}
+	b.Close()
+
+	b2, _ := open(t, path)
+	if b2.LastSeq() != 200 {
+		t.Fatalf("after reopening, last seq %d", b2.LastSeq())
+	}
+	e, err := b2.Record(context.Background(), event(999))
+	if err != nil || e.Seq != 201 {
+		t.Fatalf("next event after reopening: %d, %v", e.Seq, err)
+	}
+	if n, err := b2.VerifyChain(); err != nil || n != 201 {
+		t.Fatalf("VerifyChain after reopening: %d, %v", n, err)
+	}
+}
+
+// TestTamperingIsDetected edits and deletes events behind the store's
+// back, as someone with the file would.
+func TestTamperingIsDetected(t *testing.T) {
+	for name, tamper := range map[string]func(*bolt.Tx) error{
+		"edit": func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketEvents)
+			v := append([]byte(nil), b.Get(u64(5))...)
+			e, _ := DecodeEvent(v)
+			e.Decision = "refuse"
+			raw, _ := EncodeEvent(e)
+			return b.Put(u64(5), raw)
+		},
+		"delete": func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(5)) },
+		"delete the last": func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(10)) },
+		"rehash an edit": func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketEvents)
+			e, _ := DecodeEvent(b.Get(u64(5)))
+			e.Decision = "refuse"
+			e.Hash, _ = ChainHash(e)
+			raw, _ := EncodeEvent(e)
+			return b.Put(u64(5), raw)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, _ := open(t, filepath.Join(t.TempDir(), "box.db"))
+			for i := 0; i < 10; i++ {
+				if _, err := b.Record(context.Background(), event(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.db.Update(tamper); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.VerifyChain(); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("VerifyChain after %s: %v", name, err)
+			}
+		})
+	}
+}
+
+func TestPruneKeepsUnsent(t *testing.T) {
+	b, clk := open(t, filepath.Join(t.TempDir(), "box.db"))
+	for i := 0; i < 100; i++ {
+		if _, err := b.Record(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(90 * 24 * time.Hour)
+	if n, err := b.Prune(30 * 24 * time.Hour); err != nil || n != 0 {
+		t.Fatalf("pruned %d unacknowledged events (%v)", n, err)
+	}
+	if err := b.SetMark(60); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Prune(30 * 24 * time.Hour); err != nil || n != 60 {
+		t.Fatalf("pruned %d, want the 60 acknowledged (%v)", n, err)
+	}
+	if u, _ := b.Unsent(); u != 40 {
+		t.Errorf("%d unsent, want 40", u)
+	}
+	if n, err := b.VerifyChain(); err != nil || n != 40 {
+		t.Errorf("the kept part verifies: %d, %v", n, err)
+	}
+	// An authority restored from a backup acknowledges less: the mark goes
+	// back, and nothing more is pruned.
+	if err := b.SetMark(10); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := b.Mark(); m != 10 {
+		t.Errorf("mark %d after rewind", m)
+	}
+}
+
+func TestRecordAfterClose(t *testing.T) {
+	b, _ := open(t, filepath.Join(t.TempDir(), "box.db"))
+	b.Close()
+	if _, err := b.Record(context.Background(), event(1)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Record after Close: %v", err)
+	}
+}
+
+func TestDiskStatus(t *testing.T) {
+	clk := clocktest.New(t0)
+	b, err := OpenBox(filepath.Join(t.TempDir(), "box.db"), Options{Clock: clk, DiskLow: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if d := b.Disk(); !d.Low || d.Free <= 0 {
+		t.Errorf("with an impossible threshold the alarm is not raised: %+v", d)
+	}
+}
