@@ -56,13 +56,13 @@ func SignRevocations(r *Revocations, root ed25519.PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revocations: %w", err)
 	}
-	return signList(TypeRevocations, payload, root)
+	return SignObject(TypeRevocations, payload, root)
 }
 
 // ParseRevocations checks a revocation list's signature against the pinned
 // root key and decodes it.
 func ParseRevocations(data []byte, root ed25519.PublicKey) (*Revocations, error) {
-	payload, err := openList(data, TypeRevocations, root)
+	payload, err := OpenObject(data, TypeRevocations, root)
 	if err != nil {
 		return nil, err
 	}

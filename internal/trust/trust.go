@@ -33,7 +33,7 @@ const (
 // Errors of parsing and checking a list.
 var (
 	ErrMalformed    = errors.New("malformed list")
-	ErrBadSignature = errors.New("list signature does not verify with the pinned root key")
+	ErrBadSignature = errors.New("signature does not verify with a trusted key")
 	ErrWrongType    = errors.New("list is of another type")
 )
 
@@ -73,6 +73,28 @@ type List struct {
 	IssuedAt time.Time
 	Expires  time.Time
 	Issuers  []Issuer
+	// ListKeys are the authority's online keys, to which the root
+	// delegates signing revocation lists and sync responses.
+	ListKeys []ListKey
+}
+
+// ListKey is an online key of the authority and when it may be used.
+type ListKey struct {
+	KeyID     []byte
+	PublicKey ed25519.PublicKey
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// ListKeysAt returns the list keys valid at t.
+func (l *List) ListKeysAt(t time.Time) []ed25519.PublicKey {
+	var out []ed25519.PublicKey
+	for _, k := range l.ListKeys {
+		if !t.Before(k.NotBefore) && !t.After(k.NotAfter) {
+			out = append(out, k.PublicKey)
+		}
+	}
+	return out
 }
 
 // Lookup returns the entries whose key id is kid. Key ids are short, so two
@@ -88,10 +110,18 @@ func (l *List) Lookup(kid []byte) []*Issuer {
 }
 
 type listWire struct {
-	Version  uint64       `cbor:"1,keyasint"`
-	IssuedAt uint64       `cbor:"2,keyasint"`
-	Expires  uint64       `cbor:"3,keyasint"`
-	Issuers  []issuerWire `cbor:"4,keyasint"`
+	Version  uint64        `cbor:"1,keyasint"`
+	IssuedAt uint64        `cbor:"2,keyasint"`
+	Expires  uint64        `cbor:"3,keyasint"`
+	Issuers  []issuerWire  `cbor:"4,keyasint"`
+	ListKeys []listKeyWire `cbor:"5,keyasint,omitempty"`
+}
+
+type listKeyWire struct {
+	KeyID     []byte `cbor:"1,keyasint"`
+	PublicKey []byte `cbor:"2,keyasint"`
+	NotBefore uint64 `cbor:"3,keyasint"`
+	NotAfter  uint64 `cbor:"4,keyasint"`
 }
 
 type issuerWire struct {
@@ -125,18 +155,25 @@ func Sign(l *List, root ed25519.PrivateKey) ([]byte, error) {
 			Regions:   regions,
 		})
 	}
+	for _, k := range l.ListKeys {
+		if len(k.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("trust list: bad list key")
+		}
+		w.ListKeys = append(w.ListKeys, listKeyWire{KeyID: credential.KeyIDOf(k.PublicKey), PublicKey: k.PublicKey,
+			NotBefore: unix(k.NotBefore), NotAfter: unix(k.NotAfter)})
+	}
 	payload, err := encMode.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("trust list: %w", err)
 	}
-	return signList(TypeTrustList, payload, root)
+	return SignObject(TypeTrustList, payload, root)
 }
 
 // Parse checks the list's signature against the pinned root key and decodes
 // it. It does not judge expiry: a stale list still names the keys, and the
 // verifier reports the staleness.
 func Parse(data []byte, root ed25519.PublicKey) (*List, error) {
-	payload, err := openList(data, TypeTrustList, root)
+	payload, err := OpenObject(data, TypeTrustList, root)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +194,13 @@ func Parse(data []byte, root ed25519.PublicKey) (*List, error) {
 			KeyID: i.KeyID, PublicKey: pub, Issuer: i.Issuer, Name: i.Name,
 			NotBefore: fromUnix(i.NotBefore), NotAfter: fromUnix(i.NotAfter), Regions: i.Regions,
 		})
+	}
+	for _, k := range w.ListKeys {
+		if len(k.PublicKey) != ed25519.PublicKeySize || !bytes.Equal(k.KeyID, credential.KeyIDOf(k.PublicKey)) {
+			return nil, fmt.Errorf("%w: bad list key", ErrMalformed)
+		}
+		l.ListKeys = append(l.ListKeys, ListKey{KeyID: k.KeyID, PublicKey: k.PublicKey,
+			NotBefore: fromUnix(k.NotBefore), NotAfter: fromUnix(k.NotAfter)})
 	}
 	return l, nil
 }
@@ -186,27 +230,45 @@ func init() {
 	}
 }
 
-func signList(typ string, payload []byte, root ed25519.PrivateKey) ([]byte, error) {
-	signer, err := cose.NewSigner(cose.AlgorithmEdDSA, root)
+// PeekVersion reads a trust list's version without checking its
+// signature: for the authority, which serves its own list.
+func PeekVersion(data []byte) (uint64, error) {
+	var msg cose.UntaggedSign1Message
+	if err := msg.UnmarshalCBOR(data); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var w listWire
+	if err := decMode.Unmarshal(msg.Payload, &w); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return w.Version, nil
+}
+
+// SignObject signs payload with key as a COSE_Sign1 whose protected header
+// names the content type typ and the key. Lists, manifests and the
+// authority's sync responses are such objects.
+func SignObject(typ string, payload []byte, key ed25519.PrivateKey) ([]byte, error) {
+	signer, err := cose.NewSigner(cose.AlgorithmEdDSA, key)
 	if err != nil {
 		return nil, err
 	}
 	msg := cose.UntaggedSign1Message{
 		Headers: cose.Headers{Protected: cose.ProtectedHeader{
 			cose.HeaderLabelAlgorithm: cose.AlgorithmEdDSA,
-			cose.HeaderLabelKeyID:     credential.KeyIDOf(root.Public().(ed25519.PublicKey)),
+			cose.HeaderLabelKeyID:     credential.KeyIDOf(key.Public().(ed25519.PublicKey)),
 			cose.HeaderLabelType:      typ,
 		}},
 		Payload: payload,
 	}
 	if err := msg.Sign(nil, nil, signer); err != nil {
-		return nil, fmt.Errorf("sign list: %w", err)
+		return nil, fmt.Errorf("sign %s: %w", typ, err)
 	}
 	return msg.MarshalCBOR()
 }
 
-// openList checks the envelope of a signed list and returns its payload.
-func openList(data []byte, typ string, root ed25519.PublicKey) ([]byte, error) {
+// OpenObject checks that data is an object of content type typ signed by
+// one of keys, and returns its payload.
+func OpenObject(data []byte, typ string, keys ...ed25519.PublicKey) ([]byte, error) {
 	if err := decMode.Wellformed(data); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -217,14 +279,20 @@ func openList(data []byte, typ string, root ed25519.PublicKey) ([]byte, error) {
 	if got, _ := msg.Headers.Protected[cose.HeaderLabelType].(string); got != typ {
 		return nil, fmt.Errorf("%w: %q, want %q", ErrWrongType, got, typ)
 	}
-	v, err := cose.NewVerifier(cose.AlgorithmEdDSA, root)
-	if err != nil {
-		return nil, err
+	kid, _ := msg.Headers.Protected[cose.HeaderLabelKeyID].([]byte)
+	for _, k := range keys {
+		if kid != nil && !bytes.Equal(kid, credential.KeyIDOf(k)) {
+			continue
+		}
+		v, err := cose.NewVerifier(cose.AlgorithmEdDSA, k)
+		if err != nil {
+			return nil, err
+		}
+		if msg.Verify(nil, v) == nil {
+			return msg.Payload, nil
+		}
 	}
-	if err := msg.Verify(nil, v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
-	}
-	return msg.Payload, nil
+	return nil, ErrBadSignature
 }
 
 func unix(t time.Time) uint64 {

@@ -1,0 +1,462 @@
+package store
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Authority is the reference authority's database: enrolled devices and
+// their events, revocations by version, holders' declarations, and the
+// trust list it serves.
+type Authority struct {
+	db *bolt.DB
+}
+
+var (
+	aMeta      = []byte("meta")
+	aDevices   = []byte("devices")
+	aTokens    = []byte("tokens")
+	aEvents    = []byte("events")
+	aMarks     = []byte("marks")
+	aRevs      = []byte("revocations")
+	aByVersion = []byte("revocations.by_version")
+	aHolders   = []byte("holders")
+
+	aKeyRevVersion = []byte("revocations.version")
+	aKeyRevSet     = []byte("revocations.set")
+	aKeyHorizon    = []byte("revocations.horizon")
+	aKeyTrust      = []byte("trust.list")
+)
+
+// Errors of the authority's database.
+var (
+	ErrUnknownDevice = errors.New("store: unknown device")
+	ErrBadToken      = errors.New("store: enrolment token unknown, used or expired")
+	ErrConflict      = errors.New("store: an event with this sequence number and different content is already held")
+	ErrBadEvent      = errors.New("store: event does not verify")
+)
+
+// OpenAuthority opens (or creates) the authority's database at path.
+func OpenAuthority(path string) (*Authority, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aHolders} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Authority{db: db}, nil
+}
+
+// Close closes the database.
+func (a *Authority) Close() error { return a.db.Close() }
+
+type deviceRecord struct {
+	Name     string    `cbor:"1,keyasint"`
+	Key      []byte    `cbor:"2,keyasint"`
+	Enrolled time.Time `cbor:"3,keyasint"`
+}
+
+type tokenRecord struct {
+	Name    string    `cbor:"1,keyasint"`
+	Expires time.Time `cbor:"2,keyasint"`
+}
+
+// AddToken stores a one-time enrolment token.
+func (a *Authority) AddToken(token, name string, expires time.Time) error {
+	raw, err := encMode.Marshal(tokenRecord{name, expires})
+	if err != nil {
+		return err
+	}
+	return a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(aTokens).Put([]byte(token), raw) })
+}
+
+// Enroll uses a token to enrol a device key, and returns the device id.
+func (a *Authority) Enroll(token, name string, key ed25519.PublicKey, now time.Time) (string, error) {
+	var id string
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		tokens := tx.Bucket(aTokens)
+		raw := tokens.Get([]byte(token))
+		if raw == nil {
+			return ErrBadToken
+		}
+		var t tokenRecord
+		if err := decMode.Unmarshal(raw, &t); err != nil {
+			return err
+		}
+		if now.After(t.Expires) {
+			return ErrBadToken
+		}
+		if err := tokens.Delete([]byte(token)); err != nil {
+			return err
+		}
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		id = hex.EncodeToString(b[:])
+		rec, err := encMode.Marshal(deviceRecord{Name: name, Key: key, Enrolled: now})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(aDevices).Put([]byte(id), rec); err != nil {
+			return err
+		}
+		_, err = tx.Bucket(aEvents).CreateBucketIfNotExists([]byte(id))
+		return err
+	})
+	return id, err
+}
+
+// DeviceKey returns an enrolled device's key.
+func (a *Authority) DeviceKey(id string) (ed25519.PublicKey, error) {
+	var key ed25519.PublicKey
+	err := a.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(aDevices).Get([]byte(id))
+		if raw == nil {
+			return ErrUnknownDevice
+		}
+		var d deviceRecord
+		if err := decMode.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		key = ed25519.PublicKey(d.Key)
+		return nil
+	})
+	return key, err
+}
+
+// StoreEvents stores a device's uploaded events, once each: an event
+// already held with the same hash is skipped, one with another hash is a
+// conflict. Each event's hash must hold and link to its predecessor when
+// that is held. It returns the device's mark: the highest sequence number
+// held with none missing before it.
+func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
+	var mark uint64
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		evs := tx.Bucket(aEvents).Bucket([]byte(device))
+		if evs == nil {
+			return ErrUnknownDevice
+		}
+		for _, raw := range raws {
+			e, err := DecodeEvent(raw)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrBadEvent, err)
+			}
+			if h, err := ChainHash(e); err != nil || h != e.Hash || e.Seq == 0 {
+				return fmt.Errorf("%w: event %d", ErrBadEvent, e.Seq)
+			}
+			if held := evs.Get(u64(e.Seq)); held != nil {
+				old, err := DecodeEvent(held)
+				if err != nil {
+					return err
+				}
+				if old.Hash != e.Hash {
+					return fmt.Errorf("%w: event %d", ErrConflict, e.Seq)
+				}
+				continue
+			}
+			if prev := evs.Get(u64(e.Seq - 1)); prev != nil {
+				p, err := DecodeEvent(prev)
+				if err != nil {
+					return err
+				}
+				if p.Hash != e.Prev {
+					return fmt.Errorf("%w: event %d does not follow event %d", ErrBadEvent, e.Seq, e.Seq-1)
+				}
+			}
+			if err := evs.Put(u64(e.Seq), raw); err != nil {
+				return err
+			}
+		}
+		marks := tx.Bucket(aMarks)
+		mark = getU64(marks, []byte(device))
+		for evs.Get(u64(mark+1)) != nil {
+			mark++
+		}
+		return marks.Put([]byte(device), u64(mark))
+	})
+	return mark, err
+}
+
+// Mark returns the device's mark.
+func (a *Authority) Mark(device string) (uint64, error) {
+	var m uint64
+	err := a.db.View(func(tx *bolt.Tx) error {
+		m = getU64(tx.Bucket(aMarks), []byte(device))
+		return nil
+	})
+	return m, err
+}
+
+// DeviceEvents returns up to limit events of a device from seq from on.
+func (a *Authority) DeviceEvents(device string, from uint64, limit int) ([]Event, error) {
+	var out []Event
+	err := a.db.View(func(tx *bolt.Tx) error {
+		evs := tx.Bucket(aEvents).Bucket([]byte(device))
+		if evs == nil {
+			return ErrUnknownDevice
+		}
+		c := evs.Cursor()
+		for k, v := c.Seek(u64(from)); k != nil && len(out) < limit; k, v = c.Next() {
+			e, err := DecodeEvent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Devices returns the enrolled device ids.
+func (a *Authority) Devices() ([]string, error) {
+	var out []string
+	err := a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(aDevices).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// authorityRev is a revocation as the authority keeps it.
+func encodeARev(e RevEntry, version uint64) []byte {
+	v := make([]byte, 24)
+	binary.BigEndian.PutUint64(v, uint64(e.Before))
+	binary.BigEndian.PutUint64(v[8:], uint64(e.DropAfter))
+	binary.BigEndian.PutUint64(v[16:], version)
+	return v
+}
+
+func decodeARev(s []byte, v []byte) (RevEntry, uint64) {
+	return RevEntry{Subject: [SubjectSize]byte(s), Before: int64(binary.BigEndian.Uint64(v)),
+		DropAfter: int64(binary.BigEndian.Uint64(v[8:]))}, binary.BigEndian.Uint64(v[16:])
+}
+
+func (a *Authority) revSet(meta *bolt.Bucket) (SetDigest, error) {
+	var s SetDigest
+	if raw := meta.Get(aKeyRevSet); raw != nil {
+		if err := decMode.Unmarshal(raw, &s); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// Revoke adds revocations as one new version. A subject already revoked
+// keeps the later cut-off. It returns the new version.
+func (a *Authority) Revoke(entries []RevEntry) (uint64, error) {
+	var version uint64
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(aMeta)
+		version = getU64(meta, aKeyRevVersion) + 1
+		set, err := a.revSet(meta)
+		if err != nil {
+			return err
+		}
+		revs, byv := tx.Bucket(aRevs), tx.Bucket(aByVersion)
+		for _, e := range entries {
+			if old := revs.Get(e.Subject[:]); old != nil {
+				o, ov := decodeARev(e.Subject[:], old)
+				if o.Before >= e.Before && o.DropAfter >= e.DropAfter {
+					continue // already covered
+				}
+				e.Before, e.DropAfter = max(e.Before, o.Before), max(e.DropAfter, o.DropAfter)
+				set.Remove(o)
+				if err := byv.Delete(append(u64(ov), e.Subject[:]...)); err != nil {
+					return err
+				}
+			}
+			set.Add(e)
+			if err := revs.Put(e.Subject[:], encodeARev(e, version)); err != nil {
+				return err
+			}
+			if err := byv.Put(append(u64(version), e.Subject[:]...), []byte{0}); err != nil {
+				return err
+			}
+		}
+		raw, err := encMode.Marshal(set)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(aKeyRevSet, raw); err != nil {
+			return err
+		}
+		return meta.Put(aKeyRevVersion, u64(version))
+	})
+	return version, err
+}
+
+// Expire removes the entries whose drop-after time has passed, as one new
+// version with tombstones for them. It returns the version and how many
+// it removed (none: no new version).
+func (a *Authority) Expire(now time.Time) (uint64, int, error) {
+	var version uint64
+	n := 0
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(aMeta)
+		version = getU64(meta, aKeyRevVersion)
+		set, err := a.revSet(meta)
+		if err != nil {
+			return err
+		}
+		revs, byv := tx.Bucket(aRevs), tx.Bucket(aByVersion)
+		var gone []RevEntry
+		var gv []uint64
+		c := revs.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			e, ver := decodeARev(k, v)
+			if e.DropAfter <= now.Unix() {
+				gone = append(gone, e)
+				gv = append(gv, ver)
+			}
+		}
+		if len(gone) == 0 {
+			return nil
+		}
+		version++
+		for i, e := range gone {
+			set.Remove(e)
+			if err := revs.Delete(e.Subject[:]); err != nil {
+				return err
+			}
+			if err := byv.Delete(append(u64(gv[i]), e.Subject[:]...)); err != nil {
+				return err
+			}
+			if err := byv.Put(append(u64(version), e.Subject[:]...), []byte{1}); err != nil {
+				return err
+			}
+		}
+		n = len(gone)
+		raw, err := encMode.Marshal(set)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(aKeyRevSet, raw); err != nil {
+			return err
+		}
+		return meta.Put(aKeyRevVersion, u64(version))
+	})
+	return version, n, err
+}
+
+// RevocationState returns the current version and its set's digest.
+func (a *Authority) RevocationState() (uint64, SetDigest, error) {
+	var v uint64
+	var s SetDigest
+	err := a.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(aMeta)
+		v = getU64(meta, aKeyRevVersion)
+		var err error
+		s, err = a.revSet(meta)
+		return err
+	})
+	return v, s, err
+}
+
+// RevocationItems returns what a checkpoint at version since needs to
+// reach the current version, sorted by subject: the changes since then,
+// or the whole set (snapshot) when that is smaller or since is too old for
+// the changes to be known. It also returns the current version and set.
+func (a *Authority) RevocationItems(since uint64) (items []RevEntry, snapshot bool, version uint64, set SetDigest, err error) {
+	err = a.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(aMeta)
+		version = getU64(meta, aKeyRevVersion)
+		if set, err = a.revSet(meta); err != nil {
+			return err
+		}
+		revs := tx.Bucket(aRevs)
+		horizon := getU64(meta, aKeyHorizon)
+		if since >= version {
+			return nil
+		}
+		if since >= horizon && since > 0 {
+			// Each subject changed since then, in its current state: a live
+			// entry, or a tombstone if it has none now.
+			seen := map[[SubjectSize]byte]bool{}
+			c := tx.Bucket(aByVersion).Cursor()
+			for k, _ := c.Seek(u64(since + 1)); k != nil; k, _ = c.Next() {
+				s := [SubjectSize]byte(k[8:])
+				if seen[s] {
+					continue
+				}
+				seen[s] = true
+				if cur := revs.Get(s[:]); cur != nil {
+					e, _ := decodeARev(s[:], cur)
+					items = append(items, e)
+				} else {
+					items = append(items, RevEntry{Subject: s, Tombstone: true})
+				}
+				if uint64(len(items)) > set.Count {
+					break // the whole set is smaller
+				}
+			}
+			if uint64(len(items)) <= set.Count {
+				sort.Slice(items, func(i, j int) bool { return bytes.Compare(items[i].Subject[:], items[j].Subject[:]) < 0 })
+				return nil
+			}
+		}
+		snapshot = true
+		items = items[:0]
+		c := revs.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			e, _ := decodeARev(k, v)
+			items = append(items, e)
+		}
+		return nil
+	})
+	return items, snapshot, version, set, err
+}
+
+// Declare records a holder's declaration at now, unless the last one was
+// less than gap ago. It reports whether it was allowed.
+func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.Duration) (bool, error) {
+	ok := false
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		h := tx.Bucket(aHolders)
+		if last := h.Get(subject[:]); len(last) == 8 {
+			if now.Sub(time.Unix(int64(binary.BigEndian.Uint64(last)), 0)) < gap {
+				return nil
+			}
+		}
+		ok = true
+		return h.Put(subject[:], u64(uint64(now.Unix())))
+	})
+	return ok, err
+}
+
+// TrustList returns the trust list the authority serves.
+func (a *Authority) TrustList() ([]byte, error) {
+	var raw []byte
+	err := a.db.View(func(tx *bolt.Tx) error {
+		raw = append([]byte(nil), tx.Bucket(aMeta).Get(aKeyTrust)...)
+		return nil
+	})
+	return raw, err
+}
+
+// SetTrustList stores the trust list to serve.
+func (a *Authority) SetTrustList(raw []byte) error {
+	return a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(aMeta).Put(aKeyTrust, raw) })
+}

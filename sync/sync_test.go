@@ -1,0 +1,500 @@
+package sync_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	stdsync "sync"
+	"testing"
+	"time"
+
+	"github.com/checkpointd/checkpoint/internal/authority"
+	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
+	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/internal/credential/credentialtest"
+	"github.com/checkpointd/checkpoint/internal/protocol"
+	"github.com/checkpointd/checkpoint/internal/trust"
+	"github.com/checkpointd/checkpoint/store"
+	"github.com/checkpointd/checkpoint/sync"
+)
+
+// world is an authority and one checkpoint, in one process, on loopback.
+type world struct {
+	t        *testing.T
+	f        *credentialtest.Fixture
+	dir      string
+	list     ed25519.PrivateKey
+	authDB   *store.Authority
+	authPath string
+	srv      *httptest.Server
+	server   *authority.Server
+	aclock   *clocktest.Fake // the authority's clock: the true time
+	bclock   *clocktest.Fake // the checkpoint's wall clock
+	box      *store.Box
+	est      *sync.Estimator
+	syncer   *sync.Syncer
+	tap      *tap
+}
+
+// tap lets a test interfere with the link: drop answers, cut downloads,
+// alter or replace bodies.
+type tap struct {
+	mu     stdsync.Mutex
+	next   http.RoundTripper
+	mangle func(path string, body []byte) ([]byte, error) // nil: pass through
+	calls  map[string]int
+}
+
+func (t *tap) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := t.next.RoundTrip(r)
+	if err != nil {
+		return res, err
+	}
+	t.mu.Lock()
+	t.calls[r.URL.Path]++
+	m := t.mangle
+	t.mu.Unlock()
+	if m == nil {
+		return res, nil
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	body, err = m(r.URL.Path+"?"+r.URL.RawQuery, body)
+	if err != nil {
+		return nil, err
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	return res, nil
+}
+
+func (t *tap) set(m func(string, []byte) ([]byte, error)) {
+	t.mu.Lock()
+	t.mangle = m
+	t.mu.Unlock()
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{t: t, f: credentialtest.New(), dir: t.TempDir(), list: credentialtest.Key("list")}
+	w.aclock = clocktest.New(w.f.Now)
+	w.bclock = clocktest.New(w.f.Now)
+	// The trust list names the issuer and the list key.
+	l := *w.f.Trust
+	l.Version = 2
+	l.ListKeys = []trust.ListKey{{PublicKey: w.list.Public().(ed25519.PublicKey),
+		NotBefore: w.f.Now.Add(-365 * 24 * time.Hour), NotAfter: w.f.Now.Add(365 * 24 * time.Hour)}}
+	raw, err := trust.Sign(&l, w.f.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.authPath = filepath.Join(w.dir, "authority.db")
+	w.startAuthority()
+	if err := w.authDB.SetTrustList(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.authDB.AddToken("token-1", "gate-3", w.f.Now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w.tap = &tap{next: http.DefaultTransport, calls: map[string]int{}}
+	w.box, err = store.OpenBox(filepath.Join(w.dir, "box.db"), store.Options{Clock: w.bclock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.box.Close(); w.srv.Close(); w.authDB.Close() })
+	w.est, err = sync.NewEstimator(w.bclock, w.box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.syncer, err = sync.New(sync.Config{
+		Authority: w.srv.URL, Name: "gate-3", EnrollToken: "token-1",
+		DeviceKey: credentialtest.Key("device"), Root: w.f.Root.Public().(ed25519.PublicKey), Batch: 100,
+	}, w.box, w.est, w.bclock, nil, &http.Client{Transport: w.tap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// startAuthority opens the authority's database and serves it; the URL
+// stays the same across restarts.
+func (w *world) startAuthority() {
+	var err error
+	w.authDB, err = store.OpenAuthority(w.authPath)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.server = authority.New(w.authDB, authority.Keys{Issuer: w.f.Issuer, IssuerCode: "GD", List: w.list, Pseudonym: w.f.PseudonymKey},
+		authority.Options{Clock: w.aclock, AdminToken: "admin", ChunkEntries: 4})
+	if w.srv == nil {
+		w.srv = httptest.NewServer(w.server.Handler())
+	} else {
+		w.srv.Config.Handler = w.server.Handler()
+	}
+}
+
+func (w *world) restartAuthority(fromBackup string) {
+	w.authDB.Close()
+	if fromBackup != "" {
+		b, err := os.ReadFile(fromBackup)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		if err := os.WriteFile(w.authPath, b, 0o600); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	w.startAuthority()
+}
+
+func (w *world) record(n int) {
+	for i := 0; i < n; i++ {
+		if _, err := w.box.Record(context.Background(), store.Event{Time: w.bclock.Now(), Kind: "scan", Decision: "pass", Gate: "gate-3"}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+func (w *world) sync() error { return w.syncer.SyncOnce(context.Background()) }
+
+func (w *world) mustSync() {
+	w.t.Helper()
+	if err := w.sync(); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// held returns the events the authority holds for the box, checking that
+// they are 1..n once each with the box's hashes.
+func (w *world) held() int {
+	w.t.Helper()
+	d, _, _ := w.box.Device()
+	evs, err := w.authDB.DeviceEvents(d.ID, 0, 1<<30)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			w.t.Fatalf("authority holds event %d at position %d", e.Seq, i)
+		}
+	}
+	return len(evs)
+}
+
+func subject(id string) [store.SubjectSize]byte {
+	return [store.SubjectSize]byte(credential.Pseudonym(credentialtest.New().PseudonymKey, id))
+}
+
+func (w *world) revoke(ids ...string) {
+	var es []store.RevEntry
+	for _, id := range ids {
+		es = append(es, store.RevEntry{Subject: subject(id), Before: w.f.Now.Unix(), DropAfter: w.f.Now.Add(30 * 24 * time.Hour).Unix()})
+	}
+	if _, err := w.authDB.Revoke(es); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) revoked(id string) bool {
+	s := subject(id)
+	return w.box.Revoked(s[:], w.f.Now.Add(-time.Hour))
+}
+
+func ids(prefix string, n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, fmt.Sprintf("%s%012d", prefix, i))
+	}
+	return out
+}
+
+func TestFirstSync(t *testing.T) {
+	w := newWorld(t)
+	w.record(250)
+	w.bclock.Advance(time.Minute) // the box's clock is a minute fast... from here on
+	w.aclock.Advance(time.Minute)
+	w.mustSync()
+	if d, ok, _ := w.box.Device(); !ok || d.ID == "" {
+		t.Fatal("not enrolled")
+	}
+	if n := w.held(); n != 250 {
+		t.Fatalf("authority holds %d events, want 250", n)
+	}
+	if m, _ := w.box.Mark(); m != 250 {
+		t.Errorf("mark %d", m)
+	}
+	if l := w.syncer.Trust(); l == nil || l.Version != 2 {
+		t.Errorf("trust list %+v", l)
+	}
+	now := w.est.Now()
+	if now.Uncertainty < 0 || now.Uncertainty > time.Second || now.Time.Sub(w.aclock.Now()).Abs() > time.Second {
+		t.Errorf("clock after sync: %+v, authority at %v", now, w.aclock.Now())
+	}
+	if st := w.syncer.Status(); st.Error != "" || st.Unsent != 0 || st.Mark != 250 {
+		t.Errorf("status %+v", st)
+	}
+	// A second sync with nothing new is quiet.
+	w.mustSync()
+	if n := w.held(); n != 250 {
+		t.Fatalf("authority holds %d events after a second sync", n)
+	}
+	// An enrolment token works once.
+	if _, err := w.authDB.Enroll("token-1", "again", credentialtest.Key("x").Public().(ed25519.PublicKey), w.f.Now); !errors.Is(err, store.ErrBadToken) {
+		t.Errorf("token reused: %v", err)
+	}
+}
+
+func TestLostAcknowledgement(t *testing.T) {
+	w := newWorld(t)
+	w.record(10)
+	w.mustSync()
+	w.record(30)
+	// The authority stores the batch, but its answer never arrives.
+	w.tap.set(func(path string, body []byte) ([]byte, error) {
+		if strings.HasPrefix(path, protocol.PathEvents) {
+			return nil, errors.New("connection reset")
+		}
+		return body, nil
+	})
+	if err := w.sync(); err == nil {
+		t.Fatal("sync succeeded without an answer")
+	}
+	w.tap.set(nil)
+	w.mustSync()
+	if n := w.held(); n != 40 {
+		t.Fatalf("authority holds %d events, want 40 once each", n)
+	}
+}
+
+func TestAuthorityRestoredFromBackup(t *testing.T) {
+	w := newWorld(t)
+	w.record(100)
+	w.mustSync()
+	backup := filepath.Join(w.dir, "backup.db")
+	w.authDB.Close()
+	b, _ := os.ReadFile(w.authPath)
+	os.WriteFile(backup, b, 0o600)
+	w.startAuthority()
+	w.record(100)
+	w.mustSync()
+	if n := w.held(); n != 200 {
+		t.Fatalf("held %d", n)
+	}
+	// The authority's disk dies; it comes back from the backup, which
+	// has the first 100 events only.
+	w.restartAuthority(backup)
+	if n := w.held(); n != 100 {
+		t.Fatalf("the backup holds %d", n)
+	}
+	w.mustSync()
+	if n := w.held(); n != 200 {
+		t.Fatalf("after the box rewound, the authority holds %d events, want 200", n)
+	}
+}
+
+// TestRevocationDownloadCutAtEveryChunk cuts a five-chunk download at
+// each chunk in turn: the old version stays in force, and the next sync
+// resumes where the download stopped.
+func TestRevocationDownloadCutAtEveryChunk(t *testing.T) {
+	for cut := 0; cut < 5; cut++ {
+		w := newWorld(t)
+		w.mustSync()
+		w.revoke(ids("44030519900101", 17)...) // 17 entries: chunks of 4, 4, 4, 4, 1
+		chunk := 0
+		w.tap.set(func(path string, body []byte) ([]byte, error) {
+			if strings.HasPrefix(path, protocol.PathChunk) {
+				chunk++
+				if chunk == cut+1 {
+					return nil, errors.New("link down")
+				}
+			}
+			return body, nil
+		})
+		if err := w.sync(); err == nil {
+			t.Fatalf("cut at chunk %d: the sync succeeded", cut)
+		}
+		if v, _, _ := w.box.RevocationVersion(); v != 0 || w.revoked(ids("44030519900101", 1)[0]) {
+			t.Fatalf("cut at chunk %d: a partial download is in force", cut)
+		}
+		if st, _ := w.box.Staging(); st == nil || st.Next != cut {
+			t.Fatalf("cut at chunk %d: download state %+v", cut, st)
+		}
+		w.tap.set(nil)
+		w.mustSync()
+		if got := w.tap.calls[protocol.PathChunk]; got != 5+1 {
+			t.Errorf("cut at chunk %d: %d chunk requests, want 6 (the cut one again, no others)", cut, got)
+		}
+		for _, id := range ids("44030519900101", 17) {
+			if !w.revoked(id) {
+				t.Fatalf("cut at chunk %d: %s not revoked after resuming", cut, id)
+			}
+		}
+	}
+}
+
+func TestTamperedChunk(t *testing.T) {
+	w := newWorld(t)
+	w.mustSync()
+	w.revoke(ids("44030519900101", 10)...)
+	w.tap.set(func(path string, body []byte) ([]byte, error) {
+		if strings.HasPrefix(path, protocol.PathChunk) && len(body) > 20 {
+			body = append([]byte(nil), body...)
+			body[len(body)-3] ^= 0x40
+		}
+		return body, nil
+	})
+	if err := w.sync(); !errors.Is(err, sync.ErrTampered) {
+		t.Fatalf("tampered chunk: %v", err)
+	}
+	if v, _, _ := w.box.RevocationVersion(); v != 0 || w.revoked(ids("44030519900101", 1)[0]) {
+		t.Fatal("a tampered download took effect")
+	}
+	w.tap.set(nil)
+	w.mustSync()
+	if !w.revoked(ids("44030519900101", 1)[0]) {
+		t.Fatal("not revoked after a clean download")
+	}
+}
+
+func TestReplayedOldListsAreRefused(t *testing.T) {
+	w := newWorld(t)
+	w.revoke(ids("44030519900101", 3)...)
+	var oldManifest, oldTrust []byte
+	w.tap.set(func(path string, body []byte) ([]byte, error) {
+		if strings.HasPrefix(path, protocol.PathManifest) && oldManifest == nil {
+			oldManifest = body
+		}
+		if strings.HasPrefix(path, protocol.PathTrust) && oldTrust == nil {
+			oldTrust = body
+		}
+		return body, nil
+	})
+	w.mustSync()
+	w.revoke(ids("11010519900101", 3)...)
+	w.mustSync()
+	// A newer trust list, then the old one replayed.
+	l := *w.f.Trust
+	l.Version = 5
+	l.ListKeys = w.syncer.Trust().ListKeys
+	raw, _ := trust.Sign(&l, w.f.Root)
+	w.authDB.SetTrustList(raw)
+	w.mustSync()
+	if w.syncer.Trust().Version != 5 {
+		t.Fatal("trust list not updated")
+	}
+	w.tap.set(func(path string, body []byte) ([]byte, error) {
+		if strings.HasPrefix(path, protocol.PathManifest) {
+			return oldManifest, nil
+		}
+		if strings.HasPrefix(path, protocol.PathTrust) {
+			return oldTrust, nil
+		}
+		return body, nil
+	})
+	err := w.sync()
+	if err == nil || !(strings.Contains(err.Error(), "manifest since") || errors.Is(err, sync.ErrRollback)) {
+		t.Fatalf("an old manifest was taken: %v", err)
+	}
+	if v, _, _ := w.box.RevocationVersion(); v != 2 {
+		t.Fatalf("version %d after a replay", v)
+	}
+	if w.syncer.Trust().Version != 5 {
+		t.Fatal("trust list rolled back")
+	}
+}
+
+// TestFrozenList: an attacker (or a stalled authority) keeps answering
+// with the same signed manifest. It stops extending the list, which goes
+// stale at its expiry, and the verifier says so.
+func TestFrozenList(t *testing.T) {
+	w := newWorld(t)
+	w.revoke(ids("44030519900101", 3)...)
+	w.mustSync()
+	var frozen []byte
+	w.tap.set(func(path string, body []byte) ([]byte, error) {
+		if strings.HasPrefix(path, protocol.PathManifest) {
+			if frozen == nil {
+				frozen = body
+			}
+			return frozen, nil
+		}
+		return body, nil
+	})
+	w.mustSync()
+	_, expires, _ := w.box.RevocationVersion()
+	w.aclock.Advance(4 * 24 * time.Hour)
+	w.bclock.Advance(4 * 24 * time.Hour)
+	if err := w.sync(); !errors.Is(err, sync.ErrExpired) {
+		t.Fatalf("a frozen manifest after its expiry: %v", err)
+	}
+	if !w.box.ValidUntil().Equal(expires) || !w.est.Now().Time.After(w.box.ValidUntil()) {
+		t.Fatal("the list did not go stale")
+	}
+	w.tap.set(nil)
+	w.mustSync()
+	if !w.box.ValidUntil().After(w.est.Now().Time) {
+		t.Fatal("a fresh manifest did not make the list current again")
+	}
+}
+
+func TestNewVersionMidDownload(t *testing.T) {
+	w := newWorld(t)
+	w.mustSync()
+	w.revoke(ids("44030519900101", 12)...)
+	once := false
+	w.tap.set(func(path string, body []byte) ([]byte, error) {
+		if strings.HasPrefix(path, protocol.PathChunk) && !once {
+			once = true
+			w.revoke(ids("11010519900101", 2)...) // the authority moves on
+		}
+		return body, nil
+	})
+	w.mustSync()
+	want, set, _ := w.authDB.RevocationState()
+	if v, _, got := w.box.RevocationVersion(); v != want || got != set {
+		t.Fatalf("version %d %+v, want %d %+v", v, got, want, set)
+	}
+	if !w.revoked(ids("11010519900101", 1)[0]) || !w.revoked(ids("44030519900101", 1)[0]) {
+		t.Fatal("the newer version is not in force")
+	}
+}
+
+// TestClockJumps: the box's wall clock jumps to 1970, a year ahead and
+// backwards; syncing works throughout, and the time the box decides by
+// comes from the authority, not from its broken clock.
+func TestClockJumps(t *testing.T) {
+	w := newWorld(t)
+	w.record(5)
+	w.mustSync()
+	for name, set := range map[string]time.Time{
+		"1970":        time.Unix(0, 0),
+		"a year on":   w.f.Now.Add(365 * 24 * time.Hour),
+		"a day back":  w.f.Now.Add(-24 * time.Hour),
+		"right again": w.f.Now,
+	} {
+		w.bclock.Set(set)
+		// Trusted means within the default policy's two minutes.
+		if got := w.est.Now(); got.Uncertainty >= 0 && got.Uncertainty <= 2*time.Minute &&
+			got.Time.Sub(w.aclock.Now()).Abs() > got.Uncertainty+time.Second {
+			t.Errorf("%s: before the next sync the box trusts a wrong time %v ± %v", name, got.Time, got.Uncertainty)
+		}
+		w.record(5)
+		if err := w.sync(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := w.est.Now()
+		if got.Uncertainty < 0 || got.Time.Sub(w.aclock.Now()).Abs() > time.Second {
+			t.Errorf("%s: after syncing the box thinks it is %v ± %v; it is %v", name, got.Time, got.Uncertainty, w.aclock.Now())
+		}
+	}
+	if n := w.held(); n != 25 {
+		t.Errorf("held %d events, want 25", n)
+	}
+}
