@@ -87,7 +87,7 @@ func TestTamperingIsDetected(t *testing.T) {
 			raw, _ := EncodeEvent(e)
 			return b.Put(u64(5), raw)
 		},
-		"delete": func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(5)) },
+		"delete":          func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(5)) },
 		"delete the last": func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(10)) },
 		"rehash an edit": func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketEvents)

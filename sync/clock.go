@@ -31,8 +31,9 @@ type Estimator struct {
 	mu        stdsync.Mutex
 	anchor    store.Anchor
 	have      bool
-	local     time.Time // clk.Now() at the anchor, in this process (monotonic when the clock has it)
-	fresh     bool      // anchored in this process
+	local     time.Time     // clk.Now() at the anchor, in this process
+	localMono time.Duration // the monotonic reading then, if the clock has one
+	fresh     bool          // anchored in this process
 	highWater time.Time
 	savedHigh time.Time
 }
@@ -58,6 +59,9 @@ func NewEstimator(clk clock.Clock, box *store.Box) (*Estimator, error) {
 func (e *Estimator) anchorAt(a store.Anchor, local time.Time) error {
 	e.mu.Lock()
 	e.anchor, e.have, e.local, e.fresh = a, true, local, true
+	if m, ok := e.clk.(clock.Monotonic); ok {
+		e.localMono = m.Monotonic()
+	}
 	e.highWater, e.savedHigh = a.Server, a.Server
 	e.mu.Unlock()
 	if err := e.box.SetAnchor(a); err != nil {
@@ -70,6 +74,11 @@ func (e *Estimator) anchorAt(a store.Anchor, local time.Time) error {
 // trusted).
 func (e *Estimator) Now() verify.Instant {
 	now := e.clk.Now()
+	mono, hasMono := e.clk.(clock.Monotonic)
+	var monoNow time.Duration
+	if hasMono {
+		monoNow = mono.Monotonic()
+	}
 	e.mu.Lock()
 	if !e.have {
 		e.mu.Unlock()
@@ -77,9 +86,13 @@ func (e *Estimator) Now() verify.Instant {
 	}
 	var elapsed time.Duration
 	penalty := time.Duration(0)
-	if e.fresh {
+	switch {
+	case e.fresh && hasMono:
+		// Steps of the wall clock do not move the monotonic one.
+		elapsed = monoNow - e.localMono
+	case e.fresh:
 		elapsed = now.Sub(e.local)
-	} else {
+	default:
 		elapsed = now.Sub(e.anchor.Wall)
 		penalty = restartPenalty
 	}

@@ -14,8 +14,21 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
+// Monotonic is a clock that also has a monotonic reading, which steps of
+// the wall clock do not move. Code that measures elapsed time across wall
+// clock changes uses it when the clock has it.
+type Monotonic interface {
+	Monotonic() time.Duration
+}
+
 // System is the machine's clock.
 type System struct{}
+
+var start = time.Now()
+
+// Monotonic returns the time since the process started, measured by the
+// monotonic clock.
+func (System) Monotonic() time.Duration { return time.Since(start) }
 
 // Now returns the current system time.
 func (System) Now() time.Time { return time.Now() }

@@ -12,6 +12,7 @@ import (
 type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
+	mono    time.Duration
 	waiters []waiter
 }
 
@@ -52,8 +53,17 @@ func (f *Fake) Waiters() int {
 	return len(f.waiters)
 }
 
-// Set moves the clock to t, forwards or backwards, firing the waiters it
-// passes.
+// Monotonic returns the fake monotonic reading: Advance moves it, Set
+// does not (a step of the wall clock).
+func (f *Fake) Monotonic() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mono
+}
+
+// Set steps the wall clock to t, forwards or backwards, as an operator or
+// a broken battery does; the monotonic reading stays. It fires the waiters
+// it passes.
 func (f *Fake) Set(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -69,5 +79,10 @@ func (f *Fake) Set(t time.Time) {
 	f.waiters = kept
 }
 
-// Advance moves the clock forwards by d.
-func (f *Fake) Advance(d time.Duration) { f.Set(f.Now().Add(d)) }
+// Advance lets d pass: both the wall clock and the monotonic reading move.
+func (f *Fake) Advance(d time.Duration) {
+	f.mu.Lock()
+	f.mono += d
+	f.mu.Unlock()
+	f.Set(f.Now().Add(d))
+}
