@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The demo: an authority, a handful of people with phones (and one without),
-# a rendered video of them showing their codes to a gate's camera, and the
-# checkpoint daemon deciding on each one offline, through the real code path.
+# The demo: an authority serving on loopback, a handful of people with phones
+# (and one without), a checkpoint installed and synced, then cut off: it
+# decides on a rendered video of the people at its gate, offline, recording
+# every decision; meanwhile the authority revokes a code; when the link
+# returns the checkpoint catches up, its events reach the authority, the
+# revocation reaches the checkpoint, and the revoked code is refused.
 # Usage: scripts/demo.sh BIN_DIR WORK_DIR
 set -euo pipefail
 
@@ -15,11 +18,29 @@ authority() { "$bin/authority" "$@" >/dev/null; }
 holder() { "$bin/holder" "$@"; }
 ago() { date -u -d "-$1" +%Y-%m-%dT%H:%M:%SZ; }
 
-echo "== Setting up: authority keys, a trust list for Guangdong (region 44), a forger's keys"
+server_pid=""
+start_authority() {
+  "$bin/authority" serve --keys authority --db authority.db --trust trust.cbor --issuer-code GD \
+    --listen "${listen:-127.0.0.1:0}" >authority.out 2>>authority.log &
+  server_pid=$!
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^authority serving on //p' authority.out)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "the authority did not start"; cat authority.log; exit 1; }
+  listen=${url#http://}
+}
+stop_authority() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+trap stop_authority EXIT
+
+echo "== The authority: keys, a trust list for Guangdong (region 44) naming its list key, and its server"
 authority keygen --out authority
 authority trust --root authority/root.key --issuer authority/issuer.pub --region 44 \
   --issuer-code GD --issuer-name "Guangdong Health Code Authority" --out trust.cbor
 authority keygen --out forger
+start_authority
+echo "   serving on $url"
 
 # name, ID number, colour, extra flags for authority issue
 people=(
@@ -49,14 +70,36 @@ for p in "${people[@]}"; do
   issue "$i" "$name" "$num" "$colour" $extra
 done
 
-echo "== Revoking 钱七's credentials (the status changed after issue)"
-authority revoke --root authority/root.key --id-number 440303200101014425 --list revocations.cbor
+echo "== 钱七's status changed after issue: the authority revokes her credentials"
+"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 440303200101014425 | sed 's/^/   /'
 
 echo "== A forger signs a credential with a key that is on no trust list"
 mkdir -p people/forged
 holder keygen --out people/forged >/dev/null
 "$bin/authority" issue --issuer forger/issuer.key --issuer-code GD --holder people/forged/holder.pub \
   --id-number 440305199909091234 --name 冒名者 --colour green --out people/forged/credential.cbor >/dev/null
+
+echo "== Installing the checkpoint: an enrolment token, then a first sync"
+token=$("$bin/authority" enroll-token --server "$url" --token authority/admin.token --name demo-gate)
+cat >checkpoint.toml <<TOML
+name = "demo-gate"
+[trust]
+root_key = "authority/root.pub"
+[camera]
+device = "gate.avi"
+pace = 30
+[store]
+path = "checkpoint.db"
+[sync]
+authority = "$url"
+device_key = "device.key"
+enroll_token = "$token"
+interval = "2s"
+TOML
+"$bin/checkpointd" --config checkpoint.toml --sync-once 2>>checkpointd.log | sed 's/^/   /'
+
+echo "== The link goes down"
+stop_authority
 
 echo "== Each person's phone shows a fresh code; one more shows a screenshot taken 2 minutes ago"
 present() { holder present --credential "people/$1/credential.cbor" --key "people/$1/holder.key" "${@:2}"; }
@@ -81,37 +124,45 @@ who=(
 )
 
 echo "== Rendering the gate camera's video of the eight of them"
-"$bin/gatevideo" -out gate.avi codes/1.txt codes/2.txt codes/3.txt codes/4.txt codes/5.txt codes/6.txt codes/7.txt codes/8.txt
+"$bin/gatevideo" -out gate.avi codes/1.txt codes/2.txt codes/3.txt codes/4.txt codes/5.txt codes/6.txt codes/7.txt codes/8.txt |
+  sed 's/^/   /'
 
-cat >checkpoint.toml <<TOML
-name = "demo-gate"
-[trust]
-root_key = "authority/root.pub"
-trust_list = "trust.cbor"
-revocations = "revocations.cbor"
-[camera]
-device = "gate.avi"
-pace = 30
-TOML
+table() { # WHO... ; reads decisions as JSON lines on stdin
+  local n=0 line decision reasons name suffix code
+  local names=("$@")
+  printf '   %-7s %-20s %s\n' DECISION REASONS "WHO (CODE AS THE GUARD SEES IT)"
+  while IFS= read -r line; do
+    decision=$(sed -n 's/.*"decision":"\([a-z]*\)".*/\1/p' <<<"$line")
+    reasons=$(sed -n 's/.*"reasons":\[\([^]]*\)\].*/\1/p' <<<"$line" | tr -d '"')
+    name=$(sed -n 's/.*"masked_name":"\([^"]*\)".*/\1/p' <<<"$line")
+    suffix=$(sed -n 's/.*"id_suffix":"\([^"]*\)".*/\1/p' <<<"$line")
+    code="-"
+    [ -n "$name" ] && code="$name …$suffix"
+    printf '   %-7s %-20s %s (%s)\n' "${decision^^}" "${reasons:--}" "${names[$n]:-?}" "$code"
+    n=$((n + 1))
+  done
+}
 
-echo "== checkpointd watches the video as its camera and decides on each code, offline"
-"$bin/checkpointd" --config checkpoint.toml --json >decisions.jsonl 2>checkpointd.log
+echo "== Offline, checkpointd watches the video as its camera and decides on each code"
+"$bin/checkpointd" --config checkpoint.toml --json >decisions.jsonl 2>>checkpointd.log
+table "${who[@]}" <decisions.jsonl
+failed=$(grep -c 'sync failed' checkpointd.log || true)
+echo "   (the link was down: $failed sync attempts failed, scanning went on; every decision is in checkpoint.db)"
+
+echo "== Meanwhile 王芳's status changes: the authority revokes her credentials"
+start_authority
+"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 440305198805061224 | sed 's/^/   /'
+
+echo "== The link returns: the checkpoint catches up"
+"$bin/checkpointd" --config checkpoint.toml --sync-once 2>>checkpointd.log | sed 's/^/   /'
+echo "== What the authority holds now"
+"$bin/authority" status --server "$url" --token authority/admin.token | sed 's/^/   /'
+
+echo "== 王芳 comes back with a fresh code on her phone"
+present 1 >codes/9.txt
+"$bin/gatevideo" -out gate.avi codes/9.txt >/dev/null
+"$bin/checkpointd" --config checkpoint.toml --json >decisions2.jsonl 2>>checkpointd.log
+table "王芳, after the revocation reached the checkpoint" <decisions2.jsonl
+
 echo
-printf '%-7s %-20s %s\n' DECISION REASONS "WHO (CODE AS THE GUARD SEES IT)"
-n=0
-while IFS= read -r line; do
-  decision=$(sed -n 's/.*"decision":"\([a-z]*\)".*/\1/p' <<<"$line")
-  reasons=$(sed -n 's/.*"reasons":\[\([^]]*\)\].*/\1/p' <<<"$line" | tr -d '"')
-  name=$(sed -n 's/.*"masked_name":"\([^"]*\)".*/\1/p' <<<"$line")
-  suffix=$(sed -n 's/.*"id_suffix":"\([^"]*\)".*/\1/p' <<<"$line")
-  code="-"
-  [ -n "$name" ] && code="$name …$suffix"
-  printf '%-7s %-20s %s (%s)\n' "${decision^^}" "${reasons:--}" "${who[$n]:-?}" "$code"
-  n=$((n + 1))
-done <decisions.jsonl
-echo
-if [ "$n" -ne "${#who[@]}" ]; then
-  echo "($n decisions for ${#who[@]} people: see checkpointd.log)"
-fi
-grep -o 'frames=[0-9]* processed=[0-9]* dropped=[0-9]* events=[0-9]*' checkpointd.log | sed 's/^/checkpointd: /' || true
-echo "Files are in $work: the video gate.avi, decisions.jsonl, checkpointd.log."
+echo "Files are in $work: the videos, decisions.jsonl, checkpoint.db, authority.db and the logs."

@@ -228,12 +228,26 @@ func (a *Authority) DeviceEvents(device string, from uint64, limit int) ([]Event
 	return out, err
 }
 
-// Devices returns the enrolled device ids.
-func (a *Authority) Devices() ([]string, error) {
-	var out []string
+// EnrolledDevice is an enrolled checkpoint and how many of its events are
+// held without a gap.
+type EnrolledDevice struct {
+	ID       string
+	Name     string
+	Enrolled time.Time
+	Mark     uint64
+}
+
+// Devices returns the enrolled checkpoints.
+func (a *Authority) Devices() ([]EnrolledDevice, error) {
+	var out []EnrolledDevice
 	err := a.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(aDevices).ForEach(func(k, _ []byte) error {
-			out = append(out, string(k))
+		marks := tx.Bucket(aMarks)
+		return tx.Bucket(aDevices).ForEach(func(k, v []byte) error {
+			var d deviceRecord
+			if err := decMode.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, EnrolledDevice{ID: string(k), Name: d.Name, Enrolled: d.Enrolled, Mark: getU64(marks, k)})
 			return nil
 		})
 	})

@@ -25,8 +25,9 @@ const restartPenalty = 2 * time.Second
 // earlier than a time the checkpoint has already trusted, is not trusted
 // until the next sync. Without any sync the uncertainty is unknown.
 type Estimator struct {
-	clk clock.Clock
-	box *store.Box
+	clk      clock.Clock
+	box      *store.Box
+	unsynced time.Duration // the system clock's uncertainty before any sync; negative: unknown
 
 	mu        stdsync.Mutex
 	anchor    store.Anchor
@@ -38,9 +39,11 @@ type Estimator struct {
 	savedHigh time.Time
 }
 
-// NewEstimator loads the last anchor from the store.
-func NewEstimator(clk clock.Clock, box *store.Box) (*Estimator, error) {
-	e := &Estimator{clk: clk, box: box}
+// NewEstimator loads the last anchor from the store. Until the first sync
+// the system clock is taken with uncertainty unsynced (negative: not
+// trusted at all).
+func NewEstimator(clk clock.Clock, box *store.Box, unsynced time.Duration) (*Estimator, error) {
+	e := &Estimator{clk: clk, box: box, unsynced: unsynced}
 	a, ok, err := box.Anchor()
 	if err != nil {
 		return nil, err
@@ -82,7 +85,7 @@ func (e *Estimator) Now() verify.Instant {
 	e.mu.Lock()
 	if !e.have {
 		e.mu.Unlock()
-		return verify.Instant{Time: now, Uncertainty: -1}
+		return verify.Instant{Time: now, Uncertainty: e.unsynced}
 	}
 	var elapsed time.Duration
 	penalty := time.Duration(0)

@@ -109,7 +109,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.box.Close(); w.srv.Close(); w.authDB.Close() })
-	w.est, err = sync.NewEstimator(w.bclock, w.box)
+	w.est, err = sync.NewEstimator(w.bclock, w.box, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

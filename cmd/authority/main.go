@@ -1,14 +1,19 @@
 // Command authority is the reference health-code authority: it makes the
-// root, issuer and pseudonym keys, signs trust lists and revocation lists,
-// and issues credentials to holders. It exists so that the whole system can
-// run and be tested on one machine; a real authority follows
-// docs/credential.md with its own systems.
+// root, issuer, list and pseudonym keys, signs trust lists and revocation
+// lists, issues credentials to holders, and serves checkpoints and holders
+// over HTTP. It exists so that the whole system can run and be tested on
+// one machine; a real authority follows docs/credential.md and
+// docs/sync.md with its own systems.
 //
 //	authority keygen --out DIR
 //	authority trust --root DIR/root.key --issuer DIR/issuer.pub [--region R] --out trust.cbor
 //	authority issue --issuer DIR/issuer.key --holder holder.pub --id-number N --name NAME
 //	                --colour green|yellow|red [--region R] [--at TIME] [--valid 24h] --out credential.cbor
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
+//	authority revoke --server URL --token FILE --id-number N [--before TIME]
+//	authority serve --keys DIR --db FILE --trust trust.cbor [--listen 127.0.0.1:8420]
+//	authority enroll-token --server URL --token FILE --name NAME
+//	authority status --server URL --token FILE
 //
 // Times are RFC 3339, durations Go-style (24h). Exit status 2 means a usage
 // error.
@@ -31,6 +36,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/protocol"
 	"github.com/checkpointd/checkpoint/internal/trust"
 )
 
@@ -41,10 +47,13 @@ func main() {
 const usage = `usage: authority <command> [flags]
 
 commands:
-  keygen   make root, issuer and pseudonym keys
-  trust    sign a trust list naming issuer keys
-  issue    issue a credential to a holder
-  revoke   add a revocation to a signed revocation list
+  keygen         make root, issuer, list and pseudonym keys
+  trust          sign a trust list naming issuer and list keys
+  issue          issue a credential to a holder
+  revoke         add a revocation (to a list file, or to a serving authority)
+  serve          serve checkpoints and holders over HTTP
+  enroll-token   make a one-time token for enrolling a checkpoint
+  status         show the serving authority's checkpoints and revocations
 
 Run authority <command> -h for the flags of a command.
 `
@@ -56,6 +65,7 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, clock.Clock, io.Writer) error{
 		"keygen": keygen, "trust": signTrust, "issue": issue, "revoke": revoke,
+		"serve": serve, "enroll-token": enrollToken, "status": status,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -113,14 +123,14 @@ func readPseudonymKey(flagValue, besides string) ([]byte, error) {
 
 func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 	fl := newFlags("keygen")
-	out := fl.String("out", "", "directory to write root.key, root.pub, issuer.key, issuer.pub and pseudonym.key to")
+	out := fl.String("out", "", "directory to write root.key, root.pub, issuer.key, issuer.pub, list.key, list.pub and pseudonym.key to")
 	if err := cli.Parse(fl, args, "out"); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
 	}
-	for _, name := range []string{"root", "issuer"} {
+	for _, name := range []string{"root", "issuer", "list"} {
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return err
@@ -148,8 +158,9 @@ func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := newFlags("trust")
 	rootPath := fl.String("root", "", "root private key")
-	var issuers, regions cli.List
+	var issuers, regions, listKeys cli.List
 	fl.Var(&issuers, "issuer", "issuer public key to list (repeatable)")
+	fl.Var(&listKeys, "list-key", "list key to delegate to (repeatable; default list.pub beside --root, if there)")
 	fl.Var(&regions, "region", "region code prefix the issuers may issue for (repeatable; none: any region)")
 	code := fl.String("issuer-code", "HC", "issuer code the listed keys' credentials carry")
 	name := fl.String("issuer-name", "Health Code Authority", "issuer name shown to guards")
@@ -185,6 +196,19 @@ func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 			NotBefore: from.Or(now.Add(-30 * 24 * time.Hour)), NotAfter: until.Or(now.Add(365 * 24 * time.Hour)),
 		})
 	}
+	if len(listKeys) == 0 {
+		if p := filepath.Join(filepath.Dir(*rootPath), "list.pub"); fileExists(p) {
+			listKeys = append(listKeys, p)
+		}
+	}
+	for _, p := range listKeys {
+		pub, err := readPublic(p)
+		if err != nil {
+			return err
+		}
+		l.ListKeys = append(l.ListKeys, trust.ListKey{PublicKey: pub,
+			NotBefore: from.Or(now.Add(-30 * 24 * time.Hour)), NotAfter: until.Or(now.Add(365 * 24 * time.Hour))})
+	}
 	data, err := trust.Sign(l, root)
 	if err != nil {
 		return err
@@ -192,8 +216,8 @@ func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "trust list version %d with %d issuer key(s), current until %s: %s\n",
-		l.Version, len(l.Issuers), l.Expires.Format(time.RFC3339), *out)
+	fmt.Fprintf(stdout, "trust list version %d with %d issuer key(s) and %d list key(s), current until %s: %s\n",
+		l.Version, len(l.Issuers), len(l.ListKeys), l.Expires.Format(time.RFC3339), *out)
 	return nil
 }
 
@@ -291,8 +315,25 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	valid := fl.Duration("valid", 7*24*time.Hour, "how long the list stays current")
 	list := fl.String("list", "", "revocation list to create or update")
 	pseudonymKey := fl.String("pseudonym-key", "", "pseudonym key (default pseudonym.key beside --root)")
-	if err := cli.Parse(fl, args, "root", "id-number", "list"); err != nil {
+	server := fl.String("server", "", "a serving authority to add the revocation to, instead of a list file")
+	token := fl.String("token", "", "the serving authority's admin token file")
+	if err := cli.Parse(fl, args, "id-number"); err != nil {
 		return err
+	}
+	if *server != "" {
+		if *token == "" {
+			return cli.Usagef("--token is required with --server")
+		}
+		var res map[string]uint64
+		err := adminCall(*server, *token, protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: *idNumber, Before: before.Or(time.Time{})}, &res)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revocation added: revocation list version %d\n", res["version"])
+		return nil
+	}
+	if *rootPath == "" || *list == "" {
+		return cli.Usagef("--root and --list are required (or --server and --token)")
 	}
 	root, err := readPrivate(*rootPath)
 	if err != nil {

@@ -2,6 +2,7 @@
 // camera, verifies them offline and shows the guard each decision.
 //
 //	checkpointd --config /etc/checkpoint/checkpoint.toml [--json]
+//	checkpointd --config /etc/checkpoint/checkpoint.toml --sync-once
 //
 // Decisions go to standard output (the guard's display: text, or one JSON
 // object per line); logs go to standard error. It stops on SIGINT or
@@ -36,6 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	path := fl.String("config", "/etc/checkpoint/checkpoint.toml", "configuration file")
 	asJSON := fl.Bool("json", false, "show decisions as JSON lines")
 	level := fl.String("log-level", "info", "debug, info, warn or error")
+	once := fl.Bool("sync-once", false, "sync with the authority once, report, and exit (no camera)")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -51,6 +53,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	d := daemon.New(cfg, daemon.Options{Clock: clock.System{}, Log: log, Display: stdout, JSON: *asJSON})
+	if *once {
+		if err := d.SyncOnce(ctx, stdout); err != nil {
+			log.Error("sync failed", "component", "daemon", "err", err)
+			return 1
+		}
+		return 0
+	}
 	if err := d.Run(ctx); err != nil {
 		log.Error("checkpoint failed", "component", "daemon", "err", err)
 		return 1

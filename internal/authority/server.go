@@ -43,6 +43,7 @@ type Storage interface {
 	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
 	Declare(subject [store.SubjectSize]byte, now time.Time, gap time.Duration) (bool, error)
 	TrustList() ([]byte, error)
+	Devices() ([]store.EnrolledDevice, error)
 }
 
 // Keys are the authority's online keys.
@@ -128,6 +129,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+protocol.PathDeclare, s.declare)
 	mux.HandleFunc("POST "+protocol.PathAdminRevoke, s.adminRevoke)
 	mux.HandleFunc("POST "+protocol.PathAdminToken, s.adminToken)
+	mux.HandleFunc("POST "+protocol.PathAdminStatus, s.adminStatus)
 	return mux
 }
 
@@ -445,6 +447,27 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("revocation added", "version", version)
 	writeCBOR(w, map[string]uint64{"version": version})
+}
+
+func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request) {
+	if !s.admin(w, r) {
+		return
+	}
+	v, set, err := s.st.RevocationState()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	ds, err := s.st.Devices()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	st := protocol.AdminStatus{RevocationVersion: v, Revocations: set.Count, Devices: []protocol.DeviceInfo{}}
+	for _, d := range ds {
+		st.Devices = append(st.Devices, protocol.DeviceInfo{ID: d.ID, Name: d.Name, Enrolled: d.Enrolled, Mark: d.Mark})
+	}
+	writeCBOR(w, st)
 }
 
 func (s *Server) adminToken(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,36 @@ type Config struct {
 
 	Trust  Trust  `toml:"trust"`
 	Camera Camera `toml:"camera"`
+	Store  Store  `toml:"store"`
+	Sync   Sync   `toml:"sync"`
+	Clock  Clock  `toml:"clock"`
+}
+
+// Store says where the checkpoint keeps its state.
+type Store struct {
+	Path string `toml:"path"` // the database file
+	// DiskLowMB raises the disk alarm below this much free space.
+	DiskLowMB int `toml:"disk_low_mb"`
+	// Retention keeps events this long after the authority acknowledged
+	// them; unacknowledged events are never deleted.
+	Retention Duration `toml:"retention"`
+}
+
+// Sync configures the link to the authority; without an authority the
+// checkpoint works alone from the files in [trust].
+type Sync struct {
+	Authority   string   `toml:"authority"`    // base URL
+	DeviceKey   string   `toml:"device_key"`   // created on first start if missing
+	EnrollToken string   `toml:"enroll_token"` // one-time token from the authority's operator
+	Interval    Duration `toml:"interval"`
+}
+
+// Clock configures how far the checkpoint trusts its own clock.
+type Clock struct {
+	// UnsyncedUncertainty is the system clock's uncertainty before the
+	// first sync (boxes run NTP when they have a network); negative: do
+	// not trust an unsynced clock at all.
+	UnsyncedUncertainty Duration `toml:"unsynced_uncertainty"`
 }
 
 // Trust says where the pinned root key and the signed lists are.
@@ -69,6 +99,9 @@ func Defaults() Config {
 			Device: "/dev/video0", Width: 1280, Height: 720, FPS: 30,
 			Forget: Duration(3 * time.Second), Budget: Duration(60 * time.Millisecond),
 		},
+		Store: Store{Path: "/var/lib/checkpoint/checkpoint.db", DiskLowMB: 256, Retention: Duration(30 * 24 * time.Hour)},
+		Sync:  Sync{DeviceKey: "/var/lib/checkpoint/device.key", Interval: Duration(30 * time.Second)},
+		Clock: Clock{UnsyncedUncertainty: Duration(time.Second)},
 	}
 }
 
@@ -84,7 +117,8 @@ func Load(path string) (Config, error) {
 		return Config{}, fmt.Errorf("config %s: unknown setting %q", path, undecoded[0].String())
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&c.Trust.RootKey, &c.Trust.TrustList, &c.Trust.Revocations, &c.Trust.Policy} {
+	for _, p := range []*string{&c.Trust.RootKey, &c.Trust.TrustList, &c.Trust.Revocations, &c.Trust.Policy,
+		&c.Store.Path, &c.Sync.DeviceKey} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -102,12 +136,16 @@ func (c Config) Check() error {
 	switch {
 	case c.Trust.RootKey == "":
 		return errors.New("config: trust.root_key is required: the checkpoint must pin a root key")
-	case c.Trust.TrustList == "":
-		return errors.New("config: trust.trust_list is required")
+	case c.Trust.TrustList == "" && c.Sync.Authority == "":
+		return errors.New("config: trust.trust_list is required when there is no sync.authority to get it from")
 	case c.Camera.Device == "":
 		return errors.New("config: camera.device is required")
 	case c.Camera.Workers < 0 || c.Camera.FPS < 0 || c.Camera.Pace < 0:
 		return errors.New("config: camera numbers must not be negative")
+	case c.Store.Path == "":
+		return errors.New("config: store.path is required: the checkpoint must record its events")
+	case c.Sync.Authority != "" && c.Sync.DeviceKey == "":
+		return errors.New("config: sync.device_key is required with sync.authority")
 	}
 	return nil
 }

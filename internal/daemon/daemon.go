@@ -1,13 +1,15 @@
-// Package daemon is checkpointd's main loop: it loads the pinned root key
-// and the signed lists, runs the scanner pipeline on the configured
-// camera, verifies every code that comes into view, and shows each
-// decision on the guard's display. cmd/checkpointd imports it; the store,
-// the sync and the local API will join it here.
+// Package daemon is checkpointd's main loop: it opens the store, loads
+// the pinned root key and the lists, runs the scanner pipeline on the
+// configured camera and the sync with the authority beside it, verifies
+// every code that comes into view against the estimated time, records
+// each decision, and shows it on the guard's display. cmd/checkpointd
+// imports it; the local API will join it here.
 package daemon
 
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +17,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	stdsync "sync"
 	"time"
 
 	"github.com/checkpointd/checkpoint/internal/clock"
@@ -23,6 +27,8 @@ import (
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/scanner"
+	"github.com/checkpointd/checkpoint/store"
+	"github.com/checkpointd/checkpoint/sync"
 	"github.com/checkpointd/checkpoint/verify"
 )
 
@@ -61,11 +67,12 @@ func New(cfg config.Config, o Options) *Daemon {
 	return &Daemon{cfg: cfg, clock: o.Clock, log: o.Log, display: o.Display, json: o.JSON, open: o.Open}
 }
 
-// lists is what the verifier checks codes against.
+// lists is what the verifier checks codes against when no authority
+// keeps them current: the files named in the configuration.
 type lists struct {
 	root   ed25519.PublicKey
 	trust  *trust.List
-	revs   verify.Revocations
+	revs   verify.Revocations // nil: the store's
 	policy verify.Policy
 }
 
@@ -77,23 +84,26 @@ func (noRevocations) Revoked([]byte, time.Time) bool { return false }
 func (noRevocations) ValidUntil() time.Time          { return time.Time{} }
 
 func (d *Daemon) load() (*lists, error) {
-	l := &lists{policy: verify.DefaultPolicy(), revs: noRevocations{}}
+	l := &lists{policy: verify.DefaultPolicy()}
 	var err error
 	if l.root, err = keyfile.ReadPublic(d.cfg.Trust.RootKey); err != nil {
 		return nil, fmt.Errorf("root key: %w", err)
 	}
-	data, err := os.ReadFile(d.cfg.Trust.TrustList)
-	if err != nil {
-		return nil, fmt.Errorf("trust list: %w", err)
+	if p := d.cfg.Trust.TrustList; p != "" {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("trust list: %w", err)
+		}
+		if l.trust, err = trust.Parse(data, l.root); err != nil {
+			return nil, fmt.Errorf("trust list %s: %w", p, err)
+		}
 	}
-	if l.trust, err = trust.Parse(data, l.root); err != nil {
-		return nil, fmt.Errorf("trust list %s: %w", d.cfg.Trust.TrustList, err)
-	}
-	if p := d.cfg.Trust.Revocations; p != "" {
+	if p := d.cfg.Trust.Revocations; p != "" && d.cfg.Sync.Authority == "" {
 		data, err := os.ReadFile(p)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			d.log.Warn("no revocation list yet: decisions will say it is stale", "component", "daemon", "path", p)
+			l.revs = noRevocations{}
 		case err != nil:
 			return nil, fmt.Errorf("revocation list: %w", err)
 		default:
@@ -116,6 +126,73 @@ func (d *Daemon) load() (*lists, error) {
 	return l, nil
 }
 
+// deviceKey reads the checkpoint's device key, making one on first start.
+func deviceKey(path string) (ed25519.PrivateKey, error) {
+	k, err := keyfile.ReadPrivate(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return k, err
+	}
+	_, k, err = ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return k, keyfile.WritePrivate(path, k)
+}
+
+// SyncOnce runs one sync with the authority and reports it, without the
+// camera: for installation (enrolment and first lists) and for a
+// technician who wants the box to catch up now.
+func (d *Daemon) SyncOnce(ctx context.Context, out io.Writer) error {
+	if d.cfg.Sync.Authority == "" {
+		return errors.New("no sync.authority configured")
+	}
+	l, err := d.load()
+	if err != nil {
+		return err
+	}
+	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log})
+	if err != nil {
+		return err
+	}
+	defer box.Close()
+	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty))
+	if err != nil {
+		return err
+	}
+	key, err := deviceKey(d.cfg.Sync.DeviceKey)
+	if err != nil {
+		return fmt.Errorf("device key: %w", err)
+	}
+	if raw, _ := box.TrustList(); raw == nil && d.cfg.Trust.TrustList != "" {
+		if data, err := os.ReadFile(d.cfg.Trust.TrustList); err == nil {
+			box.SetTrustList(data)
+		}
+	}
+	unsent, _ := box.Unsent()
+	s, err := sync.New(sync.Config{Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
+		DeviceKey: key, Root: l.root, Retention: time.Duration(d.cfg.Store.Retention)}, box, est, d.clock, d.log, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.SyncOnce(ctx); err != nil {
+		return err
+	}
+	st := s.Status()
+	dev, _, _ := box.Device()
+	v, until, set := box.RevocationVersion()
+	now := est.Now()
+	fmt.Fprintf(out, "synced with %s as checkpoint %s: %d events sent, %d held by the authority, none unsent\n",
+		d.cfg.Sync.Authority, dev.ID, unsent, st.Mark)
+	fmt.Fprintf(out, "trust list version %d; revocations version %d (%d entries), current until %s\n",
+		s.Trust().Version, v, set.Count, until.Format(time.RFC3339))
+	fmt.Fprintf(out, "clock: authority minus box %v; time now %s ± %v\n", st.Offset.Round(time.Millisecond),
+		now.Time.Format(time.RFC3339), now.Uncertainty.Round(time.Millisecond))
+	return nil
+}
+
 // Run runs the checkpoint until ctx ends, or until a video file it plays
 // comes to its end.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -124,8 +201,63 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	log := d.log.With("component", "daemon", "checkpoint", d.cfg.Name)
-	log.Info("checkpoint starting", "device", d.cfg.Camera.Device, "trust_list_version", l.trust.Version,
-		"issuer_keys", len(l.trust.Issuers))
+	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log, DiskLow: int64(d.cfg.Store.DiskLowMB) << 20})
+	if err != nil {
+		return err
+	}
+	defer box.Close()
+	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty))
+	if err != nil {
+		return err
+	}
+
+	// With an authority, the trust list and revocations are the synced
+	// ones (the files only bootstrap); without, the files.
+	var syncer *sync.Syncer
+	var wg stdsync.WaitGroup
+	ctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	if d.cfg.Sync.Authority != "" {
+		key, err := deviceKey(d.cfg.Sync.DeviceKey)
+		if err != nil {
+			return fmt.Errorf("device key: %w", err)
+		}
+		if raw, _ := box.TrustList(); raw == nil && l.trust != nil {
+			if data, err := os.ReadFile(d.cfg.Trust.TrustList); err == nil {
+				box.SetTrustList(data)
+			}
+		}
+		syncer, err = sync.New(sync.Config{
+			Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
+			DeviceKey: key, Root: l.root, Interval: time.Duration(d.cfg.Sync.Interval),
+			Retention: time.Duration(d.cfg.Store.Retention),
+		}, box, est, d.clock, d.log, nil)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			syncer.Run(ctx)
+		}()
+	}
+	currentTrust := func() *trust.List {
+		if syncer != nil {
+			if t := syncer.Trust(); t != nil {
+				return t
+			}
+		}
+		return l.trust
+	}
+	var revs verify.Revocations = box
+	if l.revs != nil {
+		revs = l.revs
+	}
+	if currentTrust() == nil && syncer == nil {
+		return errors.New("no trust list: configure trust.trust_list or sync.authority")
+	}
+
+	log.Info("checkpoint starting", "device", d.cfg.Camera.Device, "events_recorded", box.LastSeq(), "sync", d.cfg.Sync.Authority != "")
 	cam := d.cfg.Camera
 	p := scanner.NewPipeline(scanner.Config{
 		Source:  scanner.SourceConfig{Device: cam.Device, Width: cam.Width, Height: cam.Height, FPS: cam.FPS, Exposure: cam.Exposure},
@@ -143,24 +275,49 @@ func (d *Daemon) Run(ctx context.Context) error {
 		close(events)
 	}()
 	for ev := range events {
+		now := est.Now()
 		dec := verify.Verify(verify.Input{
-			Text: ev.Text, Trust: l.trust, Revocations: l.revs, Replay: replay, Policy: l.policy,
-			// Until the clock is anchored by syncs, the system clock is
-			// taken as right: boxes run NTP when they have a network.
-			Now: verify.Instant{Time: d.clock.Now()},
+			Text: ev.Text, Trust: currentTrust(), Revocations: revs, Replay: replay, Policy: l.policy, Now: now,
 		})
+		rec, recErr := box.Record(context.WithoutCancel(ctx), eventOf(d.cfg.Name, now, dec))
+		if recErr != nil {
+			log.Error("decision not recorded", "err", recErr)
+		}
 		// Decision, reasons and timing only: never the code, a name or an
 		// ID number.
-		log.Info("decision", "decision", dec.Outcome.String(), "reasons", reasonList(dec.Reasons),
+		log.Info("decision", "decision", dec.Outcome.String(), "reasons", reasonList(dec.Reasons), "seq", rec.Seq,
 			"repeat", dec.Repeat, "frame", ev.Seq, "latency_ms", d.clock.Now().Sub(ev.Captured).Milliseconds())
-		if err := d.show(ev, dec); err != nil {
+		if err := d.show(ev, dec, recErr == nil); err != nil {
 			return err
 		}
 	}
 	err = <-done
 	st := p.Stats()
 	log.Info("checkpoint stopped", "frames", st.Captured, "processed", st.Processed, "dropped", st.Dropped, "events", st.Events)
+	if syncer != nil && ctx.Err() == nil {
+		// A video file ended: give the link one last chance to send
+		// what was recorded.
+		if err := syncer.SyncOnce(ctx); err != nil {
+			log.Warn("final sync failed", "err", err)
+		}
+	}
 	return err
+}
+
+// eventOf is the log record of a decision.
+func eventOf(gate string, now verify.Instant, dec verify.Decision) store.Event {
+	e := store.Event{Time: now.Time, ClockUncertainty: now.Uncertainty, Kind: "scan", Decision: dec.Outcome.String(),
+		Reasons: strings.Split(reasonList(dec.Reasons), ","), Gate: gate, Repeat: dec.Repeat}
+	if len(dec.Reasons) == 0 {
+		e.Reasons = nil
+	}
+	if c := dec.Code; c != nil {
+		e.Status, e.Static = c.Status, c.Static
+		e.Subject, _ = hex.DecodeString(c.Subject)
+		e.CredentialID, _ = hex.DecodeString(c.CredentialID)
+		e.KeyID, _ = hex.DecodeString(c.KeyID)
+	}
+	return e
 }
 
 func reasonList(rs []verify.Reason) string {
@@ -179,13 +336,15 @@ type shown struct {
 	Repeat   bool             `json:"repeat"`
 	Code     *verify.CodeInfo `json:"code,omitempty"`
 	Frame    uint64           `json:"frame"`
+	Recorded bool             `json:"recorded"`
 }
 
-// show puts a decision on the guard's display.
-func (d *Daemon) show(ev scanner.ScanEvent, dec verify.Decision) error {
+// show puts a decision on the guard's display; recorded false warns that
+// the event could not be written.
+func (d *Daemon) show(ev scanner.ScanEvent, dec verify.Decision, recorded bool) error {
 	now := d.clock.Now()
 	if d.json {
-		s := shown{Time: now, Decision: dec.Outcome, Reasons: dec.Reasons, Repeat: dec.Repeat, Code: dec.Code, Frame: ev.Seq}
+		s := shown{Time: now, Decision: dec.Outcome, Reasons: dec.Reasons, Repeat: dec.Repeat, Code: dec.Code, Frame: ev.Seq, Recorded: recorded}
 		if s.Reasons == nil {
 			s.Reasons = []verify.Reason{}
 		}
@@ -200,6 +359,9 @@ func (d *Daemon) show(ev scanner.ScanEvent, dec verify.Decision) error {
 	}
 	if dec.Repeat {
 		line += "  (same person, already shown)"
+	}
+	if !recorded {
+		line += "  NOT RECORDED: the log could not be written"
 	}
 	for _, r := range dec.Reasons {
 		zh, en := r.Words()

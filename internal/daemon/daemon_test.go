@@ -20,6 +20,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/scene"
 	"github.com/checkpointd/checkpoint/internal/trust"
+	"github.com/checkpointd/checkpoint/store"
 	"github.com/checkpointd/checkpoint/verify"
 )
 
@@ -63,6 +64,7 @@ func TestDecisionsFromVideo(t *testing.T) {
 	cfg.Trust = config.Trust{RootKey: filepath.Join(dir, "root.pub"), TrustList: filepath.Join(dir, "trust.cbor"),
 		Revocations: filepath.Join(dir, "revocations.cbor")}
 	cfg.Camera.Device = video
+	cfg.Store.Path = filepath.Join(dir, "checkpoint.db")
 	var display, logs bytes.Buffer
 	d := New(cfg, Options{
 		Clock: clocktest.New(f.Now), Log: slog.New(slog.NewTextHandler(&logs, nil)), Display: &display, JSON: true,
@@ -94,6 +96,20 @@ func TestDecisionsFromVideo(t *testing.T) {
 			t.Errorf("decision %d: %v %v, want %v %v", i, got[i].Decision, got[i].Reasons, w.outcome, w.reasons)
 		}
 	}
+	// Every decision is in the log, chained, with what a supervisor needs.
+	box, err := store.OpenBox(cfg.Store.Path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	if n, err := box.VerifyChain(); err != nil || n != 3 {
+		t.Fatalf("the store holds %d events (%v), want 3", n, err)
+	}
+	evs, _ := box.Events(1, 3)
+	if evs[1].Decision != "refuse" || evs[1].Status != "red" || len(evs[1].Subject) != 10 || evs[1].Reasons[0] != "status_red" ||
+		evs[0].Reasons != nil || evs[0].Gate != "checkpoint" || evs[0].ClockUncertainty != time.Second {
+		t.Errorf("recorded %+v", evs[:2])
+	}
 	for _, secret := range []string{"CP1:", credentialtest.IDNumber, credentialtest.Name, "张"} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the log holds %q", secret)
@@ -122,6 +138,7 @@ func TestNeverSynced(t *testing.T) {
 	cfg.Trust = config.Trust{RootKey: filepath.Join(dir, "root.pub"), TrustList: filepath.Join(dir, "trust.cbor"),
 		Revocations: filepath.Join(dir, "not-yet.cbor")}
 	cfg.Camera.Device = video
+	cfg.Store.Path = filepath.Join(dir, "checkpoint.db")
 	var display bytes.Buffer
 	if err := New(cfg, Options{Clock: clocktest.New(f.Now), Display: &display}).Run(context.Background()); err != nil {
 		t.Fatal(err)

@@ -347,6 +347,8 @@ trust_list = "trust.cbor"
 revocations = "revs.cbor"
 [camera]
 device = "gate.avi"
+[store]
+path = "cp.db"
 `), 0o644)
 	r := runTool(t, dir, "checkpointd", "--config", "cp.toml", "--json")
 	if r.code != 0 {

@@ -31,6 +31,7 @@ const (
 	PathDeclare     = "/v1/declare"
 	PathAdminRevoke = "/v1/admin/revoke"
 	PathAdminToken  = "/v1/admin/enroll-token"
+	PathAdminStatus = "/v1/admin/status"
 )
 
 // ContentType of every body.
@@ -130,6 +131,21 @@ type AdminRevoke struct {
 // AdminToken asks for a one-time enrolment token.
 type AdminToken struct {
 	Name string `cbor:"1,keyasint"`
+}
+
+// AdminStatus is the authority's view of its checkpoints and revocations.
+type AdminStatus struct {
+	RevocationVersion uint64       `cbor:"1,keyasint" json:"revocation_version"`
+	Revocations       uint64       `cbor:"2,keyasint" json:"revocations"`
+	Devices           []DeviceInfo `cbor:"3,keyasint" json:"devices"`
+}
+
+// DeviceInfo is one enrolled checkpoint.
+type DeviceInfo struct {
+	ID       string    `cbor:"1,keyasint" json:"id"`
+	Name     string    `cbor:"2,keyasint" json:"name"`
+	Enrolled time.Time `cbor:"3,keyasint" json:"enrolled"`
+	Mark     uint64    `cbor:"4,keyasint" json:"events_held"`
 }
 
 // AdminTokenResponse carries the token.
