@@ -9,7 +9,7 @@ BIN      := $(CURDIR)/bin
 
 PEER_PKGS := zbar-tools zxing-cpp-tools
 
-.PHONY: all setup build test bench bench-setup bench-decode fuzz demo clean
+.PHONY: all setup build test bench bench-setup bench-decode bench-store soak fuzz demo clean
 
 all: build
 
@@ -53,6 +53,17 @@ bench-setup: setup
 # end; the report also goes to bench-decode.md.
 bench-decode: bench-setup
 	$(GO) run ./internal/decodebench -out bench-decode.md
+
+# Durable events, revocations at one and ten million, the catch-up upload;
+# the report also goes to bench-store.md.
+bench-store: setup
+	$(GO) run ./internal/storebench -out bench-store.md
+
+# The crash tests at length: 500 kills of the writer, and of the uploading
+# box and the authority.
+soak: setup
+	CRASH_ROUNDS=500 $(GO) test -count=1 -timeout 60m -run Kill9 ./store
+	UPLOAD_KILLS=200 $(GO) test -count=1 -timeout 60m -run Kill9 ./internal/e2e
 
 # A short run of every fuzz target (FUZZTIME each).
 fuzz: setup

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -264,8 +265,14 @@ func (b *Box) ApplyChunk(version uint64, index int, entries []RevEntry) error {
 		if err != nil {
 			return err
 		}
+		// Keys go in ascending, so pages can be filled: bbolt inserts into
+		// sorted pages, and in order it only appends.
+		staged.FillPercent = 0.9
+		entries = slices.Clone(entries)
+		slices.SortFunc(entries, func(a, b RevEntry) int { return bytes.Compare(a.Subject[:], b.Subject[:]) })
 		for _, e := range entries {
 			part := revs.Bucket(e.Subject[:1])
+			part.FillPercent = 0.9
 			if !st.Snapshot {
 				if old, ok := current(part, e.Subject, active.Base, active.Active); ok {
 					st.Set.Remove(old)

@@ -42,6 +42,7 @@ type Sync struct {
 	DeviceKey   string   `toml:"device_key"`   // created on first start if missing
 	EnrollToken string   `toml:"enroll_token"` // one-time token from the authority's operator
 	Interval    Duration `toml:"interval"`
+	Batch       int      `toml:"batch"` // events per upload; 0: 5,000
 }
 
 // Clock configures how far the checkpoint trusts its own clock.

@@ -173,7 +173,7 @@ func (d *Daemon) SyncOnce(ctx context.Context, out io.Writer) error {
 	}
 	unsent, _ := box.Unsent()
 	s, err := sync.New(sync.Config{Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
-		DeviceKey: key, Root: l.root, Retention: time.Duration(d.cfg.Store.Retention)}, box, est, d.clock, d.log, nil)
+		DeviceKey: key, Root: l.root, Retention: time.Duration(d.cfg.Store.Retention), Batch: d.cfg.Sync.Batch}, box, est, d.clock, d.log, nil)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		syncer, err = sync.New(sync.Config{
 			Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
 			DeviceKey: key, Root: l.root, Interval: time.Duration(d.cfg.Sync.Interval),
-			Retention: time.Duration(d.cfg.Store.Retention),
+			Retention: time.Duration(d.cfg.Store.Retention), Batch: d.cfg.Sync.Batch,
 		}, box, est, d.clock, d.log, nil)
 		if err != nil {
 			return err
