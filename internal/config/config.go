@@ -18,11 +18,18 @@ type Config struct {
 	// Name identifies this checkpoint in logs and, later, to the authority.
 	Name string `toml:"name"`
 
-	Trust  Trust  `toml:"trust"`
-	Camera Camera `toml:"camera"`
-	Store  Store  `toml:"store"`
-	Sync   Sync   `toml:"sync"`
-	Clock  Clock  `toml:"clock"`
+	Trust   Trust   `toml:"trust"`
+	Camera  Camera  `toml:"camera"`
+	Store   Store   `toml:"store"`
+	Sync    Sync    `toml:"sync"`
+	Clock   Clock   `toml:"clock"`
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen serves /metrics on this host:port; empty: not served.
+	Listen string `toml:"listen"`
 }
 
 // Store says where the checkpoint keeps its state.

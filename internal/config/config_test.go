@@ -23,7 +23,7 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Name != "gate-3" || c.Camera.Device != "/dev/video0" || c.Camera.Width != 1280 ||
-		time.Duration(c.Camera.Forget) != 3*time.Second || c.Trust.RootKey != "/etc/checkpoint/root.pub" {
+		time.Duration(c.Camera.Forget) != 3*time.Second || c.Trust.RootKey != "/etc/checkpoint/root.pub" || c.Metrics.Listen != "127.0.0.1:9731" {
 		t.Errorf("loaded %+v", c)
 	}
 }

@@ -16,15 +16,20 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	stdsync "sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/config"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/metrics"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/scanner"
 	"github.com/checkpointd/checkpoint/store"
@@ -40,17 +45,20 @@ type Daemon struct {
 	display io.Writer
 	json    bool
 	open    scanner.OpenFunc
+	reg     *prometheus.Registry
 }
 
 // Options are the daemon's edges: its clock, its log, the guard's display
-// (decisions as text, or JSON lines), and how video sources are opened
-// (nil: for real).
+// (decisions as text, or JSON lines), how video sources are opened (nil:
+// for real), and the registry its metrics go to while it runs (nil: a
+// new one, served on [metrics] listen when that is set).
 type Options struct {
-	Clock   clock.Clock
-	Log     *slog.Logger
-	Display io.Writer
-	JSON    bool
-	Open    scanner.OpenFunc
+	Clock    clock.Clock
+	Log      *slog.Logger
+	Display  io.Writer
+	JSON     bool
+	Open     scanner.OpenFunc
+	Registry *prometheus.Registry
 }
 
 // New returns a daemon for cfg.
@@ -64,7 +72,11 @@ func New(cfg config.Config, o Options) *Daemon {
 	if o.Display == nil {
 		o.Display = io.Discard
 	}
-	return &Daemon{cfg: cfg, clock: o.Clock, log: o.Log, display: o.Display, json: o.JSON, open: o.Open}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return &Daemon{cfg: cfg, clock: o.Clock, log: o.Log, display: o.Display, json: o.JSON, open: o.Open, reg: o.Registry}
 }
 
 // lists is what the verifier checks codes against when no authority
@@ -268,6 +280,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}, d.clock, d.log, d.open)
 	replay := verify.NewReplayCache(1 << 14)
 
+	decisions := metrics.NewDecisions()
+	cs := []prometheus.Collector{decisions, metrics.NewStoreCollector(box), metrics.NewRevocationCollector(revs, d.clock),
+		metrics.NewScannerCollector(p)}
+	if syncer != nil {
+		cs = append(cs, metrics.NewSyncCollector(syncer))
+	}
+	for _, c := range cs {
+		d.reg.MustRegister(c)
+		defer d.reg.Unregister(c) // before the store closes
+	}
+	if addr := d.cfg.Metrics.Listen; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metrics.NewServer(d.reg, d.log).Serve(ctx, ln); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
+
 	events := make(chan scanner.ScanEvent, 16)
 	done := make(chan error, 1)
 	go func() {
@@ -283,6 +319,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if recErr != nil {
 			log.Error("decision not recorded", "err", recErr)
 		}
+		decisions.Add(dec.Outcome.String(), recErr == nil)
 		// Decision, reasons and timing only: never the code, a name or an
 		// ID number.
 		log.Info("decision", "decision", dec.Outcome.String(), "reasons", reasonList(dec.Reasons), "seq", rec.Seq,

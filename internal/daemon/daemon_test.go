@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
 	"github.com/checkpointd/checkpoint/internal/config"
@@ -66,11 +71,32 @@ func TestDecisionsFromVideo(t *testing.T) {
 	cfg.Camera.Device = video
 	cfg.Store.Path = filepath.Join(dir, "checkpoint.db")
 	var display, logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	scrape := &scraper{reg: reg, after: 3}
 	d := New(cfg, Options{
-		Clock: clocktest.New(f.Now), Log: slog.New(slog.NewTextHandler(&logs, nil)), Display: &display, JSON: true,
+		Clock: clocktest.New(f.Now), Log: slog.New(slog.NewTextHandler(&logs, nil)), Display: io.MultiWriter(&display, scrape),
+		JSON: true, Registry: reg,
 	})
 	if err := d.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// What a technician's scrape says once the three are decided.
+	if err := testutil.GatherAndCompare(scrape, strings.NewReader(`
+# HELP checkpoint_decisions_total Decisions made, by outcome (pass, refuse, refer) and whether the event was recorded.
+# TYPE checkpoint_decisions_total counter
+checkpoint_decisions_total{decision="pass",recorded="true"} 1
+checkpoint_decisions_total{decision="refuse",recorded="true"} 2
+# HELP checkpoint_events_unsent Events recorded but not yet acknowledged by the authority.
+# TYPE checkpoint_events_unsent gauge
+checkpoint_events_unsent 3
+# HELP checkpoint_revocation_list_stale 1 when the revocation list is missing or expired: decisions say so.
+# TYPE checkpoint_revocation_list_stale gauge
+checkpoint_revocation_list_stale 0
+# HELP checkpoint_scans_total Scan events: codes that came into view.
+# TYPE checkpoint_scans_total counter
+checkpoint_scans_total 3
+`), "checkpoint_decisions_total", "checkpoint_events_unsent", "checkpoint_revocation_list_stale", "checkpoint_scans_total"); err != nil {
+		t.Error(err)
 	}
 	var got []shown
 	for _, line := range strings.Split(strings.TrimSpace(display.String()), "\n") {
@@ -120,6 +146,26 @@ func TestDecisionsFromVideo(t *testing.T) {
 	}
 }
 
+// scraper gathers the registry once the display has shown after lines.
+type scraper struct {
+	reg   *prometheus.Registry
+	after int
+	lines int
+	got   []*dto.MetricFamily
+	err   error
+}
+
+func (s *scraper) Write(p []byte) (int, error) {
+	s.lines += bytes.Count(p, []byte("\n"))
+	if s.got == nil && s.lines >= s.after {
+		s.got, s.err = s.reg.Gather()
+	}
+	return len(p), nil
+}
+
+// Gather returns what was gathered.
+func (s *scraper) Gather() ([]*dto.MetricFamily, error) { return s.got, s.err }
+
 // TestNeverSynced: a checkpoint configured for a revocation list it does
 // not have yet refers everybody to a second check, saying why.
 func TestNeverSynced(t *testing.T) {
@@ -139,6 +185,7 @@ func TestNeverSynced(t *testing.T) {
 		Revocations: filepath.Join(dir, "not-yet.cbor")}
 	cfg.Camera.Device = video
 	cfg.Store.Path = filepath.Join(dir, "checkpoint.db")
+	cfg.Metrics.Listen = "127.0.0.1:0" // served, and stopped with the run
 	var display bytes.Buffer
 	if err := New(cfg, Options{Clock: clocktest.New(f.Now), Display: &display}).Run(context.Background()); err != nil {
 		t.Fatal(err)
