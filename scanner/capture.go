@@ -95,7 +95,7 @@ func (c *capture) run(ctx context.Context, s *slot) error {
 		}
 		c.setStatus(func(st *Status) { st.Opens++; st.State, st.Since, st.Error = Running, c.clock.Now(), "" })
 		c.log.Info("video source open", "device", c.cfg.Device, "kind", kind.String())
-		err = c.read(ctx, src, s, &seq, &backoff)
+		err = c.read(ctx, src, s, &seq, &backoff, c.pace == 0 && (kind == File || kind == Folder))
 		src.Close()
 		switch {
 		case ctx.Err() != nil:
@@ -135,7 +135,9 @@ func (c *capture) fail(ctx context.Context, err error, backoff *time.Duration) e
 }
 
 // read delivers frames from one opened source until it fails or ends.
-func (c *capture) read(ctx context.Context, src Source, s *slot, seq *uint64, backoff *time.Duration) error {
+// With every set (a file or folder read as fast as it decodes) each frame
+// waits for a worker instead of replacing the one waiting.
+func (c *capture) read(ctx context.Context, src Source, s *slot, seq *uint64, backoff *time.Duration, every bool) error {
 	start := c.clock.Now()
 	var n int
 	for ctx.Err() == nil {
@@ -158,16 +160,9 @@ func (c *capture) read(ctx context.Context, src Source, s *slot, seq *uint64, ba
 		*seq++
 		*backoff = MinBackoff
 		c.setStatus(func(st *Status) { st.Frames++ })
-		s.put(Frame{Mat: buf, Seq: *seq, Captured: c.clock.Now()}, c.pace == 0 && finite(c.cfg.Device))
+		s.put(Frame{Mat: buf, Seq: *seq, Captured: c.clock.Now()}, every)
 	}
 	return ctx.Err()
-}
-
-// finite reports whether a device is a file or folder, which end, rather
-// than a camera or stream, which give the present.
-func finite(device string) bool {
-	k := KindOf(device)
-	return k == File || k == Folder
 }
 
 // OpenFunc opens a source; tests replace Open with a fake.

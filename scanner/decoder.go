@@ -136,10 +136,9 @@ func sharesFinder(t [3]finder, used [][3]finder) bool {
 	return false
 }
 
-// Pyramid levels for the finder search: full resolution for small codes,
+// The finder search runs on a pyramid: full resolution for small codes,
 // then halves for codes whose modules are too big for the threshold's
-// window.
-// The adaptive threshold of each pyramid level: its window in pixels, and
+// window. The adaptive threshold of each pyramid level: its window in pixels, and
 // how much darker than the window's mean a pixel must be to count as dark.
 // A window must be wider than a finder pattern's 3-module centre, or the
 // centre turns light: 11 pixels serve modules up to 3.5 pixels at full
@@ -167,7 +166,7 @@ func (d *Decoder) finders(g gocv.Mat) []finder {
 		}
 		bin := gocv.NewMat()
 		gocv.AdaptiveThreshold(level, &bin, 255, gocv.AdaptiveThresholdMean, gocv.ThresholdBinary, thresholdBlocks[scale], thresholdC)
-		fs := findFinders(binImage{pixels(bin), bin.Cols(), bin.Rows()}, 1, 1)
+		fs := findFinders(binImage{pixels(bin), bin.Cols(), bin.Rows()})
 		bin.Close()
 		for _, f := range fs {
 			k := float64(scale)
@@ -269,9 +268,10 @@ func completions(img grey, cands []finder, limit int) [][3]finder {
 	return r.best(limit)
 }
 
-// finderTemplate is the finder pattern with its separator, in modules from
-// its centre: which points are dark and which light.
-var finderTemplate = func() (dark, light [][2]float64) {
+// finderDark and finderLight are the finder pattern with its separator,
+// in modules from its centre: the points that are dark and those that are
+// light.
+var finderDark, finderLight = func() (dark, light [][2]float64) {
 	for y := -4; y <= 4; y++ {
 		for x := -4; x <= 4; x++ {
 			r := max(abs(x), abs(y))
@@ -285,15 +285,15 @@ var finderTemplate = func() (dark, light [][2]float64) {
 		}
 	}
 	return
-}
+}()
 
 // looksLikeFinders scores a triple by how well each of its patterns
-// matches finderTemplate in the frame of the code the triple implies
+// matches the template in the frame of the code the triple implies
 // (rows along top-left to top-right, columns along top-left to
 // bottom-left). It returns the mean normalised contrast, and false when any
 // pattern fails to match.
 func looksLikeFinders(img grey, t [3]finder) (float64, bool) {
-	dark, light := finderTemplate()
+	dark, light := finderDark, finderLight
 	ux, uy := t[1].x-t[0].x, t[1].y-t[0].y
 	vx, vy := t[2].x-t[0].x, t[2].y-t[0].y
 	nu, nv := math.Hypot(ux, uy), math.Hypot(vx, vy)
@@ -457,8 +457,9 @@ func regionFinder(f finder, box image.Rectangle, scale float64) *detector.Finder
 	return detector.NewFinderPattern((f.x-float64(box.Min.X))*scale, (f.y-float64(box.Min.Y))*scale, f.module*scale, f.count)
 }
 
-// binarize returns gozxing's local (hybrid) or global binarization of img.
-func binarize(img grey, global bool) *gozxing.BitMatrix {
+// bitmap returns gozxing's local (hybrid) or global binarization of img,
+// which computes its bit matrix once, when first asked.
+func bitmap(img grey, global bool) *gozxing.BinaryBitmap {
 	src, err := gozxing.NewPlanarYUVLuminanceSource(img.pix, img.width, img.height, 0, 0, img.width, img.height, false)
 	if err != nil {
 		return nil
@@ -471,6 +472,15 @@ func binarize(img grey, global bool) *gozxing.BitMatrix {
 	}
 	bmp, err := gozxing.NewBinaryBitmap(b)
 	if err != nil {
+		return nil
+	}
+	return bmp
+}
+
+// binarize returns the bit matrix of bitmap(img, global), or nil.
+func binarize(img grey, global bool) *gozxing.BitMatrix {
+	bmp := bitmap(img, global)
+	if bmp == nil {
 		return nil
 	}
 	bits, err := bmp.GetBlackMatrix()
@@ -486,8 +496,12 @@ func (d *Decoder) decodeWhole(g gocv.Mat) []Result {
 	try := func(m gocv.Mat, scale float64, stage string) []Result {
 		img := grey{pixels(m), m.Cols(), m.Rows()}
 		for _, global := range []bool{false, true} {
-			bits := binarize(img, global)
-			if bits == nil {
+			bmp := bitmap(img, global)
+			if bmp == nil {
+				continue
+			}
+			bits, err := bmp.GetBlackMatrix()
+			if err != nil {
 				continue
 			}
 			if r, ok := decodeGrid(img, bits, d.hints, func() bool { return false }); ok {
@@ -497,10 +511,7 @@ func (d *Decoder) decodeWhole(g gocv.Mat) []Result {
 				}
 				return []Result{res}
 			}
-			bmp, _ := gozxing.NewBinaryBitmap(gozxing.NewHybridBinarizer(mustSource(img)))
-			if global {
-				bmp, _ = gozxing.NewBinaryBitmap(gozxing.NewGlobalHistgramBinarizer(mustSource(img)))
-			}
+			// gozxing's own reader, on the same (already computed) bits.
 			if r, err := qrcode.NewQRCodeReader().Decode(bmp, d.hints); err == nil {
 				return []Result{{Text: r.GetText(), Stage: stage + "-zxing"}}
 			}
@@ -533,9 +544,4 @@ func pixels(m gocv.Mat) []byte {
 		panic(err) // every caller passes a continuous 8-bit Mat
 	}
 	return b
-}
-
-func mustSource(img grey) gozxing.LuminanceSource {
-	src, _ := gozxing.NewPlanarYUVLuminanceSource(img.pix, img.width, img.height, 0, 0, img.width, img.height, false)
-	return src
 }

@@ -40,13 +40,13 @@ func ratioOK(s *[5]int) bool {
 		math.Abs(3*m-float64(s[2])) < 3*v && math.Abs(m-float64(s[3])) < v && math.Abs(m-float64(s[4])) < v
 }
 
-// findFinders scans every step-th row of b and returns the candidates seen
-// on at least minCount rows. b holds only 0 and 255, so runs are found with
+// findFinders scans every row of b and returns the candidates it
+// confirms. b holds only 0 and 255, so runs are found with
 // bytes.IndexByte, which is vectorised, rather than pixel by pixel.
-func findFinders(b binImage, step, minCount int) []finder {
+func findFinders(b binImage) []finder {
 	var found []finder
 	var starts, lens []int // runs of the current row; runs alternate dark and light
-	for y := step / 2; y < b.h; y += step {
+	for y := 0; y < b.h; y++ {
 		row := b.pix[y*b.w : (y+1)*b.w]
 		starts, lens = starts[:0], lens[:0]
 		firstDark := row[0] == 0
@@ -80,13 +80,7 @@ func findFinders(b binImage, step, minCount int) []finder {
 			}
 		}
 	}
-	out := found[:0]
-	for _, f := range found {
-		if f.count >= minCount {
-			out = append(out, f)
-		}
-	}
-	return out
+	return found
 }
 
 // confirm checks a horizontal hit ending at column end of row y vertically,

@@ -519,31 +519,22 @@ func finderTriples(bits *gozxing.BitMatrix, hints map[gozxing.DecodeHintType]any
 		score float64
 	}
 	var all []scored
+	asFinder := func(p *detector.FinderPattern) finder {
+		return finder{x: p.GetX(), y: p.GetY(), module: p.GetEstimatedModuleSize(), count: p.GetCount()}
+	}
+	asPattern := func(f finder) *detector.FinderPattern {
+		return detector.NewFinderPattern(f.x, f.y, f.module, f.count)
+	}
 	for i := 0; i < len(cands); i++ {
 		for j := i + 1; j < len(cands); j++ {
 			for k := j + 1; k < len(cands); k++ {
-				a, b, c := cands[i], cands[j], cands[k]
-				ms := []float64{a.GetEstimatedModuleSize(), b.GetEstimatedModuleSize(), c.GetEstimatedModuleSize()}
-				lo, hi := min(ms[0], ms[1], ms[2]), max(ms[0], ms[1], ms[2])
-				if hi > 1.5*lo {
+				t, score, ok := shape(asFinder(cands[i]), asFinder(cands[j]), asFinder(cands[k]))
+				// Here the patterns' sizes must agree more closely than
+				// shape's bound, which allows for strong perspective.
+				if !ok || max(t[0].module, t[1].module, t[2].module) > 1.5*min(t[0].module, t[1].module, t[2].module) {
 					continue
 				}
-				p0, p1, p2 := gozxing.ResultPoint_OrderBestPatterns(a, b, c)
-				bl, tl, tr := p0.(*detector.FinderPattern), p1.(*detector.FinderPattern), p2.(*detector.FinderPattern)
-				ux, uy := tr.GetX()-tl.GetX(), tr.GetY()-tl.GetY()
-				vx, vy := bl.GetX()-tl.GetX(), bl.GetY()-tl.GetY()
-				l1, l2 := math.Hypot(ux, uy), math.Hypot(vx, vy)
-				m := (lo + hi) / 2
-				if l1 < 10*m || l2 < 10*m || l1 > 2*l2 || l2 > 2*l1 {
-					continue
-				}
-				cos := (ux*vx + uy*vy) / (l1 * l2)
-				if math.Abs(cos) > 0.5 {
-					continue
-				}
-				score := -2*math.Abs(cos) - math.Abs(math.Log(l1/l2)) - math.Log(hi/lo) +
-					0.05*float64(min(a.GetCount(), 5)+min(b.GetCount(), 5)+min(c.GetCount(), 5))
-				all = append(all, scored{detector.NewFinderPatternInfo(bl, tl, tr), score})
+				all = append(all, scored{detector.NewFinderPatternInfo(asPattern(t[2]), asPattern(t[0]), asPattern(t[1])), score})
 			}
 		}
 	}

@@ -29,11 +29,11 @@ var (
 	aMarks     = []byte("marks")
 	aRevs      = []byte("revocations")
 	aByVersion = []byte("revocations.by_version")
+	aByDrop    = []byte("revocations.by_drop")
 	aHolders   = []byte("holders")
 
 	aKeyRevVersion = []byte("revocations.version")
 	aKeyRevSet     = []byte("revocations.set")
-	aKeyHorizon    = []byte("revocations.horizon")
 	aKeyTrust      = []byte("trust.list")
 )
 
@@ -52,7 +52,7 @@ func OpenAuthority(path string) (*Authority, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aHolders} {
+		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -254,7 +254,8 @@ func (a *Authority) Devices() ([]EnrolledDevice, error) {
 	return out, err
 }
 
-// authorityRev is a revocation as the authority keeps it.
+// encodeARev is a revocation as the authority keeps it, with the version
+// that last changed it.
 func encodeARev(e RevEntry, version uint64) []byte {
 	v := make([]byte, 24)
 	binary.BigEndian.PutUint64(v, uint64(e.Before))
@@ -278,6 +279,23 @@ func (a *Authority) revSet(meta *bolt.Bucket) (SetDigest, error) {
 	return s, nil
 }
 
+// putRevState records the current version and its set.
+func putRevState(meta *bolt.Bucket, version uint64, set SetDigest) error {
+	raw, err := encMode.Marshal(set)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(aKeyRevSet, raw); err != nil {
+		return err
+	}
+	return meta.Put(aKeyRevVersion, u64(version))
+}
+
+// dropKey orders entries by the time they may be dropped.
+func dropKey(e RevEntry) []byte {
+	return append(u64(uint64(e.DropAfter)), e.Subject[:]...)
+}
+
 // Revoke adds revocations as one new version. A subject already revoked
 // keeps the later cut-off. It returns the new version.
 func (a *Authority) Revoke(entries []RevEntry) (uint64, error) {
@@ -289,7 +307,7 @@ func (a *Authority) Revoke(entries []RevEntry) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		revs, byv := tx.Bucket(aRevs), tx.Bucket(aByVersion)
+		revs, byv, byd := tx.Bucket(aRevs), tx.Bucket(aByVersion), tx.Bucket(aByDrop)
 		for _, e := range entries {
 			if old := revs.Get(e.Subject[:]); old != nil {
 				o, ov := decodeARev(e.Subject[:], old)
@@ -301,6 +319,9 @@ func (a *Authority) Revoke(entries []RevEntry) (uint64, error) {
 				if err := byv.Delete(append(u64(ov), e.Subject[:]...)); err != nil {
 					return err
 				}
+				if err := byd.Delete(dropKey(o)); err != nil {
+					return err
+				}
 			}
 			set.Add(e)
 			if err := revs.Put(e.Subject[:], encodeARev(e, version)); err != nil {
@@ -309,22 +330,19 @@ func (a *Authority) Revoke(entries []RevEntry) (uint64, error) {
 			if err := byv.Put(append(u64(version), e.Subject[:]...), []byte{0}); err != nil {
 				return err
 			}
+			if err := byd.Put(dropKey(e), nil); err != nil {
+				return err
+			}
 		}
-		raw, err := encMode.Marshal(set)
-		if err != nil {
-			return err
-		}
-		if err := meta.Put(aKeyRevSet, raw); err != nil {
-			return err
-		}
-		return meta.Put(aKeyRevVersion, u64(version))
+		return putRevState(meta, version, set)
 	})
 	return version, err
 }
 
 // Expire removes the entries whose drop-after time has passed, as one new
-// version with tombstones for them. It returns the version and how many
-// it removed (none: no new version).
+// version with tombstones for them. It reads only those entries, by their
+// drop-after time. It returns the version and how many it removed (none:
+// no new version).
 func (a *Authority) Expire(now time.Time) (uint64, int, error) {
 	var version uint64
 	n := 0
@@ -335,42 +353,33 @@ func (a *Authority) Expire(now time.Time) (uint64, int, error) {
 		if err != nil {
 			return err
 		}
-		revs, byv := tx.Bucket(aRevs), tx.Bucket(aByVersion)
-		var gone []RevEntry
-		var gv []uint64
-		c := revs.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			e, ver := decodeARev(k, v)
-			if e.DropAfter <= now.Unix() {
-				gone = append(gone, e)
-				gv = append(gv, ver)
+		revs, byv, byd := tx.Bucket(aRevs), tx.Bucket(aByVersion), tx.Bucket(aByDrop)
+		c := byd.Cursor()
+		for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= now.Unix(); k, _ = c.First() {
+			subject := k[8:]
+			e, ver := decodeARev(subject, revs.Get(subject))
+			if n == 0 {
+				version++
 			}
+			set.Remove(e)
+			if err := byv.Delete(append(u64(ver), subject...)); err != nil {
+				return err
+			}
+			if err := byv.Put(append(u64(version), subject...), []byte{1}); err != nil {
+				return err
+			}
+			if err := revs.Delete(subject); err != nil {
+				return err
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
 		}
-		if len(gone) == 0 {
+		if n == 0 {
 			return nil
 		}
-		version++
-		for i, e := range gone {
-			set.Remove(e)
-			if err := revs.Delete(e.Subject[:]); err != nil {
-				return err
-			}
-			if err := byv.Delete(append(u64(gv[i]), e.Subject[:]...)); err != nil {
-				return err
-			}
-			if err := byv.Put(append(u64(version), e.Subject[:]...), []byte{1}); err != nil {
-				return err
-			}
-		}
-		n = len(gone)
-		raw, err := encMode.Marshal(set)
-		if err != nil {
-			return err
-		}
-		if err := meta.Put(aKeyRevSet, raw); err != nil {
-			return err
-		}
-		return meta.Put(aKeyRevVersion, u64(version))
+		return putRevState(meta, version, set)
 	})
 	return version, n, err
 }
@@ -401,11 +410,12 @@ func (a *Authority) RevocationItems(since uint64) (items []RevEntry, snapshot bo
 			return err
 		}
 		revs := tx.Bucket(aRevs)
-		horizon := getU64(meta, aKeyHorizon)
 		if since >= version {
 			return nil
 		}
-		if since >= horizon && since > 0 {
+		// Every change is known by version (removals as tombstones), so a
+		// delta can be made from any version; a box with none gets the set.
+		if since > 0 {
 			// Each subject changed since then, in its current state: a live
 			// entry, or a tombstone if it has none now.
 			seen := map[[SubjectSize]byte]bool{}

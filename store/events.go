@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -293,9 +292,6 @@ func (b *Box) SetMark(m uint64) error {
 		return tx.Bucket(bucketMeta).Put(keyMark, u64(m))
 	})
 }
-
-// ErrNotAcknowledged is returned by Prune for events not yet acknowledged.
-var ErrNotAcknowledged = errors.New("store: events not acknowledged by the authority")
 
 // Prune deletes events that the authority has acknowledged and that are
 // older than keep, in transactions of at most 10,000 deletions. Events not

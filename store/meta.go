@@ -31,6 +31,8 @@ type SyncOutcome struct {
 	Error  string        `cbor:"3,keyasint,omitempty" json:"error,omitempty"`
 	LastOK time.Time     `cbor:"4,keyasint" json:"last_ok"`
 	Offset time.Duration `cbor:"5,keyasint" json:"offset"` // server minus box, at the last good sync
+	// Failures counts the attempts failed since the last good one.
+	Failures int `cbor:"6,keyasint,omitempty" json:"consecutive_failures"`
 }
 
 func (b *Box) getMeta(key []byte, v any) (bool, error) {

@@ -54,7 +54,7 @@ type SetDigest struct {
 	Digest [32]byte `cbor:"2,keyasint"`
 }
 
-// Toggle adds e to the set, or removes it if it is there.
+// toggle adds e to the set or removes it: the same XOR, a different count.
 func (d *SetDigest) toggle(e RevEntry, add bool) {
 	h := e.hash()
 	for i := range d.Digest {

@@ -168,9 +168,6 @@ func (b *Box) Close() error {
 	return b.db.Close()
 }
 
-// Path returns the database file's path.
-func (b *Box) Path() string { return b.path }
-
 func u64(v uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], v)

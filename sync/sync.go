@@ -112,6 +112,16 @@ func New(cfg Config, box *store.Box, est *Estimator, clk clock.Clock, log *slog.
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Syncer{cfg: cfg, box: box, est: est, http: client, clock: clk, log: log.With("component", "sync")}
+	// How the last sync went, as recorded before a restart.
+	last, err := box.LastSync()
+	if err != nil {
+		return nil, err
+	}
+	s.status.LastAttempt, s.status.LastOK, s.status.Error = last.At, last.LastOK, last.Error
+	s.status.Failures, s.status.Offset = last.Failures, last.Offset
+	s.status.Mark, _ = box.Mark()
+	s.status.Unsent, _ = box.Unsent()
+	s.status.RevocationVersion, _, _ = box.RevocationVersion()
 	raw, err := box.TrustList()
 	if err != nil {
 		return nil, err
@@ -122,6 +132,7 @@ func New(cfg Config, box *store.Box, est *Estimator, clk clock.Clock, log *slog.
 			return nil, fmt.Errorf("sync: stored trust list: %w", err)
 		}
 		s.trust.Store(l)
+		s.status.TrustVersion = l.Version
 	}
 	return s, nil
 }
@@ -179,7 +190,8 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	}
 	st := s.status
 	s.mu.Unlock()
-	s.box.SetLastSync(store.SyncOutcome{At: now, OK: err == nil, Error: st.Error, LastOK: st.LastOK, Offset: st.Offset})
+	s.box.SetLastSync(store.SyncOutcome{At: now, OK: err == nil, Error: st.Error, LastOK: st.LastOK, Offset: st.Offset,
+		Failures: st.Failures})
 	return err
 }
 
@@ -301,9 +313,11 @@ func (s *Syncer) open(raw []byte, typ string, v any, at func(any) time.Time) err
 	if err := protocol.Dec.Unmarshal(payload, v); err != nil {
 		return fmt.Errorf("sync: %s: %w", typ, err)
 	}
-	// The key must have been valid when it signed.
-	if t := at(v); len(l.ListKeysAt(t)) == 0 {
-		return fmt.Errorf("sync: %s signed at %v, when no list key was valid", typ, t)
+	// The key that signed must have been valid when it signed: a retired
+	// key does not pass because another one is current.
+	t := at(v)
+	if _, err := trust.OpenObject(raw, typ, l.ListKeysAt(t)...); err != nil {
+		return fmt.Errorf("sync: %s signed at %v by a list key not valid then: %w", typ, t, err)
 	}
 	return nil
 }

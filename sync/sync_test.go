@@ -498,3 +498,69 @@ func TestClockJumps(t *testing.T) {
 		t.Errorf("held %d events, want 25", n)
 	}
 }
+
+// TestRetiredListKey: the authority's answers must be signed by a list key
+// valid at the time they carry; a retired key is refused even while the
+// trust list names a current one beside it.
+func TestRetiredListKey(t *testing.T) {
+	w := newWorld(t)
+	w.mustSync()
+	old, next := w.list, credentialtest.Key("list-2")
+	l := *w.f.Trust
+	l.Version = 3
+	l.ListKeys = []trust.ListKey{
+		{PublicKey: old.Public().(ed25519.PublicKey), NotBefore: w.f.Now.Add(-365 * 24 * time.Hour), NotAfter: w.f.Now.Add(-time.Minute)},
+		{PublicKey: next.Public().(ed25519.PublicKey), NotBefore: w.f.Now.Add(-time.Minute), NotAfter: w.f.Now.Add(365 * 24 * time.Hour)},
+	}
+	raw, err := trust.Sign(&l, w.f.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.authDB.SetTrustList(raw); err != nil {
+		t.Fatal(err)
+	}
+	// The new trust list is the root's word and is taken; the upload's
+	// acknowledgement, signed with the retired key, is not.
+	w.record(5)
+	if err := w.sync(); err == nil || !strings.Contains(err.Error(), "not valid then") {
+		t.Fatalf("an answer signed by a retired key: %v", err)
+	}
+	if m, _ := w.box.Mark(); m != 0 {
+		t.Fatalf("mark %d taken from an acknowledgement signed by a retired key", m)
+	}
+	// Once the authority signs with the current key, all is well.
+	w.list = next
+	w.restartAuthority("")
+	w.mustSync()
+	if m, _ := w.box.Mark(); m != 5 || w.syncer.Trust().Version != 3 {
+		t.Fatalf("mark %d, trust list %d; want 5 and 3", m, w.syncer.Trust().Version)
+	}
+}
+
+// TestStatusSurvivesRestart: a box restarted while its link is down still
+// tells when it last synced, how many attempts have failed since, and
+// what it holds.
+func TestStatusSurvivesRestart(t *testing.T) {
+	w := newWorld(t)
+	w.record(20)
+	w.mustSync()
+	lastOK := w.bclock.Now()
+	w.bclock.Advance(time.Hour)
+	w.record(5)
+	w.tap.set(func(string, []byte) ([]byte, error) { return nil, errors.New("link down") })
+	for range 2 {
+		if err := w.sync(); err == nil {
+			t.Fatal("synced over a link that is down")
+		}
+	}
+	s, err := sync.New(sync.Config{Authority: w.srv.URL, DeviceKey: credentialtest.Key("device"),
+		Root: w.f.Root.Public().(ed25519.PublicKey)}, w.box, w.est, w.bclock, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status()
+	if !st.LastOK.Equal(lastOK) || !st.LastAttempt.Equal(w.bclock.Now()) || st.Failures != 2 || !strings.Contains(st.Error, "link down") ||
+		st.Mark != 20 || st.Unsent != 5 || st.TrustVersion != 2 {
+		t.Errorf("status after a restart: %+v", st)
+	}
+}

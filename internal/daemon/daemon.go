@@ -82,10 +82,11 @@ func New(cfg config.Config, o Options) *Daemon {
 // lists is what the verifier checks codes against when no authority
 // keeps them current: the files named in the configuration.
 type lists struct {
-	root   ed25519.PublicKey
-	trust  *trust.List
-	revs   verify.Revocations // nil: the store's
-	policy verify.Policy
+	root     ed25519.PublicKey
+	trust    *trust.List
+	trustRaw []byte             // the trust list as signed, to seed the store with
+	revs     verify.Revocations // nil: the store's
+	policy   verify.Policy
 }
 
 // noRevocations stands for a checkpoint that has never had a revocation
@@ -109,6 +110,7 @@ func (d *Daemon) load() (*lists, error) {
 		if l.trust, err = trust.Parse(data, l.root); err != nil {
 			return nil, fmt.Errorf("trust list %s: %w", p, err)
 		}
+		l.trustRaw = data
 	}
 	if p := d.cfg.Trust.Revocations; p != "" && d.cfg.Sync.Authority == "" {
 		data, err := os.ReadFile(p)
@@ -154,6 +156,48 @@ func deviceKey(path string) (ed25519.PrivateKey, error) {
 	return k, keyfile.WritePrivate(path, k)
 }
 
+// openStore opens the checkpoint's store and the clock estimator kept in
+// it.
+func (d *Daemon) openStore() (*store.Box, *sync.Estimator, error) {
+	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log, DiskLow: int64(d.cfg.Store.DiskLowMB) << 20})
+	if err != nil {
+		return nil, nil, err
+	}
+	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty))
+	if err != nil {
+		box.Close()
+		return nil, nil, err
+	}
+	return box, est, nil
+}
+
+// newSyncer returns the syncer with the authority, making the device key
+// on first start. A store that has never synced is seeded with the
+// configured trust list, so that it can check the authority's first
+// answers.
+func (d *Daemon) newSyncer(l *lists, box *store.Box, est *sync.Estimator) (*sync.Syncer, error) {
+	key, err := deviceKey(d.cfg.Sync.DeviceKey)
+	if err != nil {
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	if l.trustRaw != nil {
+		raw, err := box.TrustList()
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			if err := box.SetTrustList(l.trustRaw); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return sync.New(sync.Config{
+		Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
+		DeviceKey: key, Root: l.root, Interval: time.Duration(d.cfg.Sync.Interval),
+		Retention: time.Duration(d.cfg.Store.Retention), Batch: d.cfg.Sync.Batch,
+	}, box, est, d.clock, d.log, nil)
+}
+
 // SyncOnce runs one sync with the authority and reports it, without the
 // camera: for installation (enrolment and first lists) and for a
 // technician who wants the box to catch up now.
@@ -165,27 +209,13 @@ func (d *Daemon) SyncOnce(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log})
+	box, est, err := d.openStore()
 	if err != nil {
 		return err
 	}
 	defer box.Close()
-	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty))
-	if err != nil {
-		return err
-	}
-	key, err := deviceKey(d.cfg.Sync.DeviceKey)
-	if err != nil {
-		return fmt.Errorf("device key: %w", err)
-	}
-	if raw, _ := box.TrustList(); raw == nil && d.cfg.Trust.TrustList != "" {
-		if data, err := os.ReadFile(d.cfg.Trust.TrustList); err == nil {
-			box.SetTrustList(data)
-		}
-	}
 	unsent, _ := box.Unsent()
-	s, err := sync.New(sync.Config{Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
-		DeviceKey: key, Root: l.root, Retention: time.Duration(d.cfg.Store.Retention), Batch: d.cfg.Sync.Batch}, box, est, d.clock, d.log, nil)
+	s, err := d.newSyncer(l, box, est)
 	if err != nil {
 		return err
 	}
@@ -213,15 +243,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	log := d.log.With("component", "daemon", "checkpoint", d.cfg.Name)
-	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log, DiskLow: int64(d.cfg.Store.DiskLowMB) << 20})
+	box, est, err := d.openStore()
 	if err != nil {
 		return err
 	}
 	defer box.Close()
-	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty))
-	if err != nil {
-		return err
-	}
 
 	// With an authority, the trust list and revocations are the synced
 	// ones (the files only bootstrap); without, the files.
@@ -230,21 +256,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
 	if d.cfg.Sync.Authority != "" {
-		key, err := deviceKey(d.cfg.Sync.DeviceKey)
-		if err != nil {
-			return fmt.Errorf("device key: %w", err)
-		}
-		if raw, _ := box.TrustList(); raw == nil && l.trust != nil {
-			if data, err := os.ReadFile(d.cfg.Trust.TrustList); err == nil {
-				box.SetTrustList(data)
-			}
-		}
-		syncer, err = sync.New(sync.Config{
-			Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
-			DeviceKey: key, Root: l.root, Interval: time.Duration(d.cfg.Sync.Interval),
-			Retention: time.Duration(d.cfg.Store.Retention), Batch: d.cfg.Sync.Batch,
-		}, box, est, d.clock, d.log, nil)
-		if err != nil {
+		if syncer, err = d.newSyncer(l, box, est); err != nil {
 			return err
 		}
 		wg.Add(1)
@@ -344,9 +356,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 // eventOf is the log record of a decision.
 func eventOf(gate string, now verify.Instant, dec verify.Decision) store.Event {
 	e := store.Event{Time: now.Time, ClockUncertainty: now.Uncertainty, Kind: "scan", Decision: dec.Outcome.String(),
-		Reasons: strings.Split(reasonList(dec.Reasons), ","), Gate: gate, Repeat: dec.Repeat}
-	if len(dec.Reasons) == 0 {
-		e.Reasons = nil
+		Gate: gate, Repeat: dec.Repeat}
+	for _, r := range dec.Reasons {
+		e.Reasons = append(e.Reasons, string(r))
 	}
 	if c := dec.Code; c != nil {
 		e.Status, e.Static = c.Status, c.Static

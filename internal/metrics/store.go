@@ -13,6 +13,7 @@ type Box interface {
 	Disk() store.DiskStatus
 	LastSeq() uint64
 	Mark() (uint64, error)
+	Unsent() (uint64, error)
 	RevocationVersion() (version uint64, expires time.Time, set store.SetDigest)
 }
 
@@ -57,13 +58,13 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.diskLow, prometheus.GaugeValue, boolValue(d.Low))
 	ch <- prometheus.MustNewConstMetric(c.diskErr, prometheus.GaugeValue, boolValue(d.Err != ""))
 
-	last := c.box.LastSeq()
-	ch <- prometheus.MustNewConstMetric(c.recorded, prometheus.CounterValue, float64(last))
+	ch <- prometheus.MustNewConstMetric(c.recorded, prometheus.CounterValue, float64(c.box.LastSeq()))
 	mark, err := c.box.Mark()
-	ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, boolValue(err != nil))
-	if err == nil {
+	unsent, err2 := c.box.Unsent()
+	ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, boolValue(err != nil || err2 != nil))
+	if err == nil && err2 == nil {
 		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, float64(mark))
-		ch <- prometheus.MustNewConstMetric(c.unsent, prometheus.GaugeValue, float64(last-min(mark, last)))
+		ch <- prometheus.MustNewConstMetric(c.unsent, prometheus.GaugeValue, float64(unsent))
 	}
 
 	version, _, set := c.box.RevocationVersion()
