@@ -9,19 +9,24 @@ BIN      := $(CURDIR)/bin
 
 PEER_PKGS := zbar-tools zxing-cpp-tools
 
-.PHONY: all setup build test bench bench-setup bench-decode bench-store soak fuzz demo clean
-
-all: build
-
-# Debian packages when missing, then the Go modules.
-setup:
-	@missing=""; for p in $(APT_PKGS); do \
+# apt_install installs those of the Debian packages $(1) that are missing.
+define apt_install
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+endef
+
+.PHONY: all setup build test bench bench-setup bench-decode bench-store soak fuzz demo clean
+
+all: build
+
+# Debian packages when missing, then the Go modules.
+setup:
+	$(call apt_install,$(APT_PKGS))
 	$(GO) mod download
 
 build: setup
@@ -37,17 +42,11 @@ test: setup
 
 # Benchmarks: verification on one core, as the README reports it.
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 ./verify ./internal/...
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 ./verify
 
 # The peers the decoder is measured against, from Debian.
 bench-setup: setup
-	@missing=""; for p in $(PEER_PKGS); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(PEER_PKGS))
 
 # Decode rate and time against zbar and zxing-cpp, and the pipeline end to
 # end; the report also goes to bench-decode.md.

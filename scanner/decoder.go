@@ -33,7 +33,9 @@ type Result struct {
 // DecoderOptions tune a Decoder.
 type DecoderOptions struct {
 	// Budget bounds the time spent on one image; once it is spent the
-	// cascade stops at the next stage boundary. Zero means 60ms.
+	// cascade stops at the next stage boundary. Zero means 60ms for a
+	// camera's frames, of which 30 come each second, and 2s for Still
+	// images, each of which is read once.
 	Budget time.Duration
 	// Still enables the stages meant for single photos (whole-image
 	// passes, inverted codes), which a live camera can do without.
@@ -53,7 +55,11 @@ type Decoder struct {
 
 // NewDecoder returns a decoder.
 func NewDecoder(opts DecoderOptions) *Decoder {
-	if opts.Budget <= 0 {
+	switch {
+	case opts.Budget > 0:
+	case opts.Still:
+		opts.Budget = 2 * time.Second
+	default:
 		opts.Budget = 60 * time.Millisecond
 	}
 	if opts.Clock == nil {

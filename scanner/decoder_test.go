@@ -103,7 +103,7 @@ func TestTwoCodes(t *testing.T) {
 	defer b.Close()
 	both := gocv.NewMat()
 	defer both.Close()
-	gocv.Hconcat(a.Region(imageRect(0, 0, 640, 720)), b.Region(imageRect(0, 0, 640, 720)), &both)
+	gocv.Hconcat(a.Region(image.Rect(0, 0, 640, 720)), b.Region(image.Rect(0, 0, 640, 720)), &both)
 	d := NewDecoder(DecoderOptions{})
 	defer d.Close()
 	rs := d.Decode(both)
@@ -145,5 +145,3 @@ func TestRealPhotos(t *testing.T) {
 		t.Errorf("missed %d of %d photos: %v", len(missed), len(files), missed)
 	}
 }
-
-func imageRect(x0, y0, x1, y1 int) image.Rectangle { return image.Rect(x0, y0, x1, y1) }

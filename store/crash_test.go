@@ -62,11 +62,24 @@ func crashWriter(path string) {
 func TestKill9WhileRecording(t *testing.T) {
 	rounds := 50
 	if s := os.Getenv("CRASH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
+		var err error
+		if rounds, err = strconv.Atoi(s); err != nil || rounds < 1 {
+			t.Fatalf("CRASH_ROUNDS=%q: want a number of rounds", s)
+		}
 	}
+	// The kill points are drawn from a seed, logged so that a failure can
+	// be run again with KILL_SEED (the writer's own pace still varies).
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("KILL_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("KILL_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("KILL_SEED=%d", seed)
 	path := filepath.Join(t.TempDir(), "box.db")
 	reported := map[uint64]string{} // every event a writer said was recorded
-	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	r := rand.New(rand.NewPCG(1, seed))
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CRASH_WRITER="+path)

@@ -18,6 +18,11 @@ func TestDiskNearlyFull(t *testing.T) {
 		t.Skipf("cannot make a small filesystem here (mount tmpfs needs root): %v %s", err, out)
 	}
 	defer exec.Command("umount", dir).Run()
+	// Space an operator can free later.
+	ballast := filepath.Join(dir, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, 256<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "box.db")
 	b, err := OpenBox(path, Options{DiskLow: 1 << 20})
 	if err != nil {
@@ -45,18 +50,24 @@ func TestDiskNearlyFull(t *testing.T) {
 	t.Logf("alarm after %d events, full after %d: %v", alarmAt, recorded, recErr)
 	b.Close()
 
-	// Room is made (the operator clears space); nothing recorded was lost.
-	os.WriteFile(filepath.Join(dir, "x"), nil, 0o644)
+	// Room is made (the operator clears space): nothing recorded was lost,
+	// and recording goes on where it stopped.
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
 	b, err = OpenBox(path, Options{DiskLow: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	n, err := b.VerifyChain()
-	if err != nil || n != recorded {
-		t.Fatalf("after the disk filled: %d events verify (%v), %d were recorded", n, err, recorded)
+	if e, err := b.Record(context.Background(), event(recorded)); err != nil || e.Seq != uint64(recorded+1) {
+		t.Fatalf("recording after space was freed: seq %d, %v", e.Seq, err)
 	}
-	if u, _ := b.Unsent(); u != uint64(recorded) {
-		t.Errorf("%d unsent, want %d", u, recorded)
+	n, err := b.VerifyChain()
+	if err != nil || n != recorded+1 {
+		t.Fatalf("after the disk filled: %d events verify (%v), %d were recorded", n, err, recorded+1)
+	}
+	if u, _ := b.Unsent(); u != uint64(recorded+1) {
+		t.Errorf("%d unsent, want %d", u, recorded+1)
 	}
 }

@@ -36,13 +36,17 @@ func revoked(b *Box, c byte, issued time.Time) bool {
 }
 
 func countEntries(t *testing.T, b *Box) int {
+	t.Helper()
 	n := 0
-	b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRevs).ForEach(func(k, _ []byte) error {
 			n += tx.Bucket(bucketRevs).Bucket(k).Stats().KeyN
 			return nil
 		})
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -85,7 +89,9 @@ func TestRevocationVersions(t *testing.T) {
 	if err := b.CommitRevocations(digestOf(a, bb, c), t0.Add(72*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if !revoked(b, 'a', issued) || !revoked(b, 'c', issued) || revoked(b, 'a', before.Add(time.Second)) || revoked(b, 'd', issued) {
+	// Revoked means issued at or before the cut-off, to the second.
+	if !revoked(b, 'a', issued) || !revoked(b, 'c', issued) || !revoked(b, 'a', before) || revoked(b, 'a', before.Add(time.Second)) ||
+		revoked(b, 'd', issued) {
 		t.Fatal("version 1 lookups wrong")
 	}
 

@@ -78,25 +78,31 @@ func TestRecordChainAndReopen(t *testing.T) {
 // TestTamperingIsDetected edits and deletes events behind the store's
 // back, as someone with the file would.
 func TestTamperingIsDetected(t *testing.T) {
+	// editFifth changes the fifth event's decision, keeping its hash or,
+	// with rehash, computing it anew.
+	editFifth := func(tx *bolt.Tx, rehash bool) error {
+		b := tx.Bucket(bucketEvents)
+		e, err := DecodeEvent(b.Get(u64(5)))
+		if err != nil {
+			return err
+		}
+		e.Decision = "refuse"
+		if rehash {
+			if e.Hash, err = ChainHash(e); err != nil {
+				return err
+			}
+		}
+		raw, err := EncodeEvent(e)
+		if err != nil {
+			return err
+		}
+		return b.Put(u64(5), raw)
+	}
 	for name, tamper := range map[string]func(*bolt.Tx) error{
-		"edit": func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketEvents)
-			v := append([]byte(nil), b.Get(u64(5))...)
-			e, _ := DecodeEvent(v)
-			e.Decision = "refuse"
-			raw, _ := EncodeEvent(e)
-			return b.Put(u64(5), raw)
-		},
+		"edit":            func(tx *bolt.Tx) error { return editFifth(tx, false) },
 		"delete":          func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(5)) },
 		"delete the last": func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(u64(10)) },
-		"rehash an edit": func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketEvents)
-			e, _ := DecodeEvent(b.Get(u64(5)))
-			e.Decision = "refuse"
-			e.Hash, _ = ChainHash(e)
-			raw, _ := EncodeEvent(e)
-			return b.Put(u64(5), raw)
-		},
+		"rehash an edit":  func(tx *bolt.Tx) error { return editFifth(tx, true) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, _ := open(t, filepath.Join(t.TempDir(), "box.db"))
@@ -145,6 +151,12 @@ func TestPruneKeepsUnsent(t *testing.T) {
 	}
 	if m, _ := b.Mark(); m != 10 {
 		t.Errorf("mark %d after rewind", m)
+	}
+	if n, err := b.Prune(30 * 24 * time.Hour); err != nil || n != 0 {
+		t.Errorf("pruned %d after the rewind (%v)", n, err)
+	}
+	if u, _ := b.Unsent(); u != 90 {
+		t.Errorf("%d unsent after the rewind, want 90", u)
 	}
 }
 

@@ -476,7 +476,7 @@ func (s *Syncer) revocationsOnce(ctx context.Context) error {
 	now := s.est.Now()
 	switch {
 	case m.Since != have:
-		return fmt.Errorf("sync: manifest since %d, asked for %d", m.Since, have)
+		return fmt.Errorf("%w: manifest since %d, asked for %d", ErrNonce, m.Since, have)
 	case m.Version < have:
 		return fmt.Errorf("%w: revocations %d, holding %d", ErrRollback, m.Version, have)
 	case now.Uncertainty >= 0 && now.Time.After(m.Expires):

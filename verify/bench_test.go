@@ -22,7 +22,8 @@ func BenchmarkVerify(b *testing.B) {
 		c := f.Credential(func(c *credential.Credential) { c.ID = []byte(fmt.Sprintf("id%06d", i)) })
 		texts[i] = f.Present(f.Issue(c), f.Now.Add(-time.Duration(i%20)*time.Second))
 	}
-	revs := revocations{before: map[string]time.Time{"nobody-yet": f.Now}, validUntil: f.Now.Add(time.Hour)}
+	// A list of one revoked subject, not among the holders.
+	revs := revocations([]byte("nobody-yet"), f.Now, f.Now.Add(time.Hour))
 	in := Input{Trust: f.Trust, Revocations: revs, Replay: NewReplayCache(4096), Policy: DefaultPolicy()}
 	b.ReportAllocs()
 	b.ResetTimer()

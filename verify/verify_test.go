@@ -15,18 +15,16 @@ import (
 	"github.com/checkpointd/checkpoint/internal/trust"
 )
 
-// revocations is a hand-made revocation list.
-type revocations struct {
-	before     map[string]time.Time
-	validUntil time.Time
+// revocations is a revocation list current until validUntil that revokes
+// subject's credentials issued at or before before (none if subject is
+// nil).
+func revocations(subject []byte, before, validUntil time.Time) *trust.RevocationSet {
+	l := &trust.Revocations{Expires: validUntil}
+	if subject != nil {
+		l.Entries = []trust.Revocation{{Subject: subject, Before: before, DropAfter: before.Add(30 * 24 * time.Hour)}}
+	}
+	return trust.NewRevocationSet(l)
 }
-
-func (r revocations) Revoked(subject []byte, issuedAt time.Time) bool {
-	t, ok := r.before[string(subject)]
-	return ok && !issuedAt.After(t)
-}
-
-func (r revocations) ValidUntil() time.Time { return r.validUntil }
 
 // spliceSignature puts the signature of one COSE_Sign1 on another's content.
 func spliceSignature(t *testing.T, content, signed []byte) []byte {
@@ -69,9 +67,9 @@ func TestReasons(t *testing.T) {
 	staleTrust := *f.Trust
 	staleTrust.Expires = now.Add(-time.Hour)
 
-	subject := string(f.Credential(nil).Subject)
-	revokedNow := revocations{before: map[string]time.Time{subject: now}, validUntil: now.Add(24 * time.Hour)}
-	current := revocations{validUntil: now.Add(24 * time.Hour)}
+	subject := f.Credential(nil).Subject
+	revokedNow := revocations(subject, now, now.Add(24*time.Hour))
+	current := revocations(nil, time.Time{}, now.Add(24*time.Hour))
 
 	tests := []struct {
 		name    string
@@ -118,7 +116,7 @@ func TestReasons(t *testing.T) {
 		{"issued after the revocation", f.Present(issued(func(c *credential.Credential) {
 			c.IssuedAt = now.Add(-time.Minute)
 		}), now), func(in *Input) {
-			in.Revocations = revocations{before: map[string]time.Time{subject: now.Add(-time.Hour)}, validUntil: now.Add(time.Hour)}
+			in.Revocations = revocations(subject, now.Add(-time.Hour), now.Add(time.Hour))
 		}, Pass, nil},
 		{"not revoked", fresh, func(in *Input) { in.Revocations = current }, Pass, nil},
 		{"yellow", f.Present(issued(func(c *credential.Credential) { c.Status = credential.Yellow }), now), nil, Refer, []Reason{StatusYellow}},
@@ -130,7 +128,7 @@ func TestReasons(t *testing.T) {
 			func(in *Input) { in.IDNumber = "440305199003071234" }, Refuse, []Reason{IDMismatch, StaticCode}},
 		{"phone code with another ID", fresh, func(in *Input) { in.IDNumber = "110105199001010011" }, Refuse, []Reason{IDMismatch}},
 		{"revocation list stale", fresh, func(in *Input) {
-			in.Revocations = revocations{validUntil: now.Add(-time.Minute)}
+			in.Revocations = revocations(nil, time.Time{}, now.Add(-time.Minute))
 		}, Refer, []Reason{RevocationListStale}},
 		{"trust list stale", fresh, func(in *Input) { in.Trust = &staleTrust }, Refer, []Reason{TrustListStale}},
 		{"clock uncertain", fresh, func(in *Input) { in.Now.Uncertainty = 10 * time.Minute }, Refer, []Reason{ClockUntrusted}},

@@ -1,14 +1,17 @@
-// Command checkpointctl is the technician's and supervisor's tool. For now
-// it verifies one code offline, exactly as the checkpoint would:
+// Command checkpointctl is the technician's and supervisor's tool: it
+// verifies one code offline, exactly as the checkpoint would, and reads
+// the codes in image files:
 //
 //	checkpointctl verify (--text TEXT | --image FILE) --trust trust.cbor --root root.pub
-//	                     [--revocations FILE] [--at TIME] [--json]
+//	                     [--revocations FILE] [--policy FILE] [--id-number N]
+//	                     [--at TIME] [--clock-uncertainty D] [--json]
 //
 //	checkpointctl decode [--json] IMAGE...
 //
 // verify's exit status is 0 when the decision is pass, 1 when it is refuse
-// or refer, and 2 for a usage error (a missing file among them). decode
-// exits 0 when it could read every file, whether or not it found codes.
+// or refer, and 2 for any other outcome (a usage error, a missing file).
+// decode exits 0 when it could read every file, whether or not it found
+// codes.
 package main
 
 import (
@@ -16,9 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
-	_ "image/jpeg" // decode JPEG photos of codes
-	_ "image/png"  // and PNG screenshots
 	"io"
 	"io/fs"
 	"os"
@@ -89,7 +89,7 @@ func readFile(what, path string) ([]byte, error) {
 func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := flag.NewFlagSet("checkpointctl verify", flag.ContinueOnError)
 	text := fl.String("text", "", "QR text of the code")
-	imagePath := fl.String("image", "", "PNG or JPEG image of the code")
+	imagePath := fl.String("image", "", "image of the code (PNG, JPEG or any format OpenCV reads)")
 	trustPath := fl.String("trust", "", "signed trust list")
 	rootPath := fl.String("root", "", "pinned root public key")
 	revPath := fl.String("revocations", "", "signed revocation list (default: revocations not checked)")
@@ -111,7 +111,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 		return cli.Usagef("root key file %s does not exist", *rootPath)
 	}
 	if err != nil {
-		return cli.UsageError{Msg: err.Error()}
+		return err
 	}
 	data, err := readFile("trust list", *trustPath)
 	if err != nil {
@@ -147,7 +147,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	in.Text = *text
 	if *imagePath != "" {
 		source = *imagePath
-		texts, err := decodeImage(*imagePath)
+		texts, err := decodeImage(*imagePath, clk)
 		if err != nil {
 			return err
 		}
@@ -163,20 +163,33 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	return report(stdout, *asJSON, source, in.Revocations, d)
 }
 
-func decodeImage(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, cli.Usagef("image file %s does not exist", path)
-	}
+// decodeImage reads the codes in an image file as decode does.
+func decodeImage(path string, clk clock.Clock) ([]string, error) {
+	img, err := readImage(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, cli.Usagef("%s: not a PNG or JPEG image: %v", path, err)
+	defer img.Close()
+	d := scanner.NewDecoder(scanner.DecoderOptions{Still: true, Clock: clk})
+	defer d.Close()
+	var texts []string
+	for _, r := range d.Decode(img) {
+		texts = append(texts, r.Text)
 	}
-	return scanner.DecodeImage(img)
+	return texts, nil
+}
+
+// readImage loads an image file in grey, in any format OpenCV reads.
+func readImage(path string) (gocv.Mat, error) {
+	if _, err := os.Stat(path); err != nil {
+		return gocv.Mat{}, cli.Usagef("image file %s: %v", path, err)
+	}
+	img := gocv.IMRead(path, gocv.IMReadGrayScale)
+	if img.Empty() {
+		img.Close()
+		return gocv.Mat{}, cli.Usagef("%s: not an image OpenCV can read", path)
+	}
+	return img, nil
 }
 
 // result is the JSON form of a decision.
@@ -273,18 +286,14 @@ func decodeCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	if fl.NArg() == 0 {
 		return cli.Usagef("give one or more image files")
 	}
-	d := scanner.NewDecoder(scanner.DecoderOptions{Still: true, Budget: 2 * time.Second, Clock: clk})
+	d := scanner.NewDecoder(scanner.DecoderOptions{Still: true, Clock: clk})
 	defer d.Close()
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	for _, path := range fl.Args() {
-		if _, err := os.Stat(path); err != nil {
-			return cli.Usagef("image file %s: %v", path, err)
-		}
-		img := gocv.IMRead(path, gocv.IMReadGrayScale)
-		if img.Empty() {
-			img.Close()
-			return cli.Usagef("%s: not an image OpenCV can read", path)
+		img, err := readImage(path)
+		if err != nil {
+			return err
 		}
 		start := clk.Now()
 		results := d.Decode(img)

@@ -3,7 +3,7 @@
 // presentation, signed with that key, whenever the code is shown.
 //
 //	holder keygen --out DIR
-//	holder present --credential F --key K [--at TIME] [--png FILE]
+//	holder present --credential F --key K [--at TIME] [--png FILE [--module PX]]
 //	holder show --credential F --key K [--listen 127.0.0.1:8080]
 //
 // present prints the QR text on standard output; show serves a page that

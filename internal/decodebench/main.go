@@ -44,6 +44,7 @@ func main() {
 	seed := flag.Uint64("seed", 2026, "seed of the generated corpus")
 	video := flag.Duration("video", 30*time.Second, "length of the end-to-end video")
 	out := flag.String("out", "", "also write the report to this file")
+	keep := flag.String("keep", "", "write the generated frames to this folder and keep them (default a temporary one)")
 	e2e := flag.String("e2e-video", "", "internal: play this video through the pipeline and report (run in a fresh process, so its memory is the pipeline's alone)")
 	flag.Parse()
 
@@ -57,7 +58,7 @@ func main() {
 
 	var report bytes.Buffer
 	w := io.MultiWriter(os.Stdout, &report)
-	if err := run(w, *photos, *n, *empty, *seed, *video); err != nil {
+	if err := run(w, *keep, *photos, *n, *empty, *seed, *video); err != nil {
 		fmt.Fprintln(os.Stderr, "decodebench:", err)
 		os.Exit(1)
 	}
@@ -88,12 +89,24 @@ type outcome struct {
 	stages         map[string]int // which cascade stage read each code
 }
 
-func run(w io.Writer, photos string, n, empty int, seed uint64, video time.Duration) error {
-	dir, err := os.MkdirTemp("", "decodebench-")
-	if err != nil {
+func run(w io.Writer, keep, photos string, n, empty int, seed uint64, video time.Duration) error {
+	peers := []peer{zbar, zxingCPP}
+	for _, p := range peers {
+		if _, err := exec.LookPath(p.cmd); err != nil {
+			return fmt.Errorf("%s not installed (make bench-setup installs it): %w", p.cmd, err)
+		}
+	}
+	dir := keep
+	if dir == "" {
+		d, err := os.MkdirTemp("", "decodebench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 
 	var sets []set
 	if s, err := photoSets(photos); err == nil {
@@ -107,13 +120,6 @@ func run(w io.Writer, photos string, n, empty int, seed uint64, video time.Durat
 		return err
 	}
 	sets = append(sets, gen...)
-
-	peers := []peer{zbar, zxingCPP}
-	for _, p := range peers {
-		if _, err := exec.LookPath(p.cmd); err != nil {
-			return fmt.Errorf("%s not installed (make bench-setup installs it): %w", p.cmd, err)
-		}
-	}
 
 	fmt.Fprintf(w, "## Decode rate, side by side\n\n")
 	fmt.Fprintf(w, "Machine: %d CPUs, %s, Go %s. Our time is decoding only (median / p99);\n", runtime.NumCPU(), cpuModel(), runtime.Version())

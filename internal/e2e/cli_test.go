@@ -170,6 +170,7 @@ func TestCommandLineContract(t *testing.T) {
 		return v
 	}
 
+	paper := strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "paper.cbor"))
 	cases := []struct {
 		name     string
 		args     []string
@@ -183,10 +184,8 @@ func TestCommandLineContract(t *testing.T) {
 		{"expired", []string{"--text", present("expired.cbor")}, "refuse", []string{"expired"}},
 		{"forged", []string{"--text", present("forged.cbor")}, "refuse", []string{"unknown_issuer_key"}},
 		{"screenshot", []string{"--text", present("green.cbor", "--at", "2026-11-25T11:58:10Z")}, "refuse", []string{"presentation_stale"}},
-		{"paper code", []string{"--text", strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "paper.cbor"))},
-			"refer", []string{"static_code"}},
-		{"paper code with ID card", []string{"--text", strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "paper.cbor")),
-			"--id-number", "440305193904051117"}, "pass", []string{"static_code"}},
+		{"paper code", []string{"--text", paper}, "refer", []string{"static_code"}},
+		{"paper code with ID card", []string{"--text", paper, "--id-number", "440305193904051117"}, "pass", []string{"static_code"}},
 		{"garbage", []string{"--text", "CP1:ABC"}, "refuse", []string{"malformed"}},
 		{"other version", []string{"--text", "CP7:ABC"}, "refuse", []string{"unsupported_version"}},
 	}
@@ -340,7 +339,7 @@ func TestDecodeAndDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "110101199001010011", "--list", "revs.cbor")
-	os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(`name = "e2e"
+	if err := os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(`name = "e2e"
 [trust]
 root_key = "auth/root.pub"
 trust_list = "trust.cbor"
@@ -349,7 +348,9 @@ revocations = "revs.cbor"
 device = "gate.avi"
 [store]
 path = "cp.db"
-`), 0o644)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := runTool(t, dir, "checkpointd", "--config", "cp.toml", "--json")
 	if r.code != 0 {
 		t.Fatalf("checkpointd: exit %d: %s", r.code, r.stderr)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -41,7 +42,8 @@ func startAuthority(t *testing.T, dir, addr string) *authorityProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = nil
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,10 +60,13 @@ func startAuthority(t *testing.T, dir, addr string) *authorityProc {
 	select {
 	case ok := <-ready:
 		if !ok {
-			t.Fatal("the authority exited before serving")
+			cmd.Wait()
+			t.Fatalf("the authority exited before serving:\n%s", stderr.String())
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the authority did not start")
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the authority did not start:\n%s", stderr.String())
 	}
 	return &authorityProc{cmd: cmd}
 }
@@ -86,7 +91,7 @@ func TestKill9WhileUploading(t *testing.T) {
 	defer func() { auth.kill() }()
 	token := strings.TrimSpace(must(t, dir, "authority", "enroll-token", "--server", "http://"+addr,
 		"--token", "auth/admin.token", "--name", "gate-crash"))
-	os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(fmt.Sprintf(`name = "gate-crash"
+	if err := os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(fmt.Sprintf(`name = "gate-crash"
 [trust]
 root_key = "auth/root.pub"
 [store]
@@ -96,7 +101,9 @@ authority = "http://%s"
 device_key = "device.key"
 enroll_token = "%s"
 batch = 200
-`, addr, token)), 0o644)
+`, addr, token)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	total := 0
 	recordEvents := func(n int) {
@@ -116,9 +123,20 @@ batch = 200
 
 	wantKills := 20
 	if s := os.Getenv("UPLOAD_KILLS"); s != "" {
-		fmt.Sscan(s, &wantKills)
+		if _, err := fmt.Sscan(s, &wantKills); err != nil || wantKills < 1 {
+			t.Fatalf("UPLOAD_KILLS=%q: want a number of kills", s)
+		}
 	}
-	r := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
+	// The kill points are drawn from a seed, logged so that a failure can
+	// be run again with KILL_SEED (the processes' own pace still varies).
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("KILL_SEED"); s != "" {
+		if _, err := fmt.Sscan(s, &seed); err != nil {
+			t.Fatalf("KILL_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("KILL_SEED=%d", seed)
+	r := rand.New(rand.NewPCG(2, seed))
 	rounds, kills := 0, 0
 	for ; rounds < 10*wantKills; rounds++ {
 		box := exec.Command(filepath.Join(toolsDir, "checkpointd"), "--config", "cp.toml", "--sync-once")

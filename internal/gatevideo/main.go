@@ -23,7 +23,7 @@ func main() {
 	gap := flag.Duration("gap", time.Second, "time between people")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: gatevideo -out FILE TEXTFILE...")
+		fmt.Fprintln(os.Stderr, "usage: gatevideo [-out FILE] [-fps N] [-each D] [-gap D] TEXTFILE...")
 		os.Exit(2)
 	}
 	var people []scene.Appearance

@@ -5,7 +5,7 @@ import (
 	"image/color"
 	"math/rand/v2"
 
-	"github.com/checkpointd/checkpoint/internal/base45"
+	"github.com/checkpointd/checkpoint/internal/credential"
 )
 
 // Level is how hard a frame is, by the size of its modules: what limits
@@ -143,5 +143,5 @@ func CodeText(i int) string {
 	for j := range raw {
 		raw[j] = byte(r.UintN(256))
 	}
-	return "CP1:" + base45.Encode(raw)
+	return credential.EncodeText(raw)
 }

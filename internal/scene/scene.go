@@ -81,15 +81,15 @@ func Render(p Params) (gocv.Mat, Truth, error) {
 
 	// The phone, drawn upright at an integer module size at least twice
 	// the target, then warped into the frame.
-	src, codeRect, err := phone(p, r)
+	src, l, err := phone(p, r)
 	if err != nil {
 		frame.Close()
 		return gocv.Mat{}, truth, err
 	}
 	defer src.Close()
 	scale(&src, p.Screen)
-	srcModule := float64(codeRect.Dx()) / float64(modulesOf(p.Text))
-	h := homography(p, src.Cols(), src.Rows(), codeRect, srcModule)
+	codeRect := l.code
+	h := homography(p, l.w, l.h, codeRect, float64(l.module))
 	hm := matrix(h)
 	defer hm.Close()
 	gocv.WarpPerspectiveWithParams(src, &frame, hm, image.Pt(Width, Height), gocv.InterpolationLinear, gocv.BorderTransparent, color.RGBA{})
@@ -179,8 +179,6 @@ func background(r *rand.Rand) gocv.Mat {
 	return m
 }
 
-// phone draws the phone upright: bezel, screen, a coloured header, and the
-// code. It returns the image and the code's rectangle in it.
 // layout is the geometry of the upright phone image: its size, the
 // screen, the code's rectangle, and the pixels per module.
 type layout struct {
@@ -217,7 +215,9 @@ func CodeCorners(p Params) [4][2]float64 {
 	return out
 }
 
-func phone(p Params, r *rand.Rand) (gocv.Mat, image.Rectangle, error) {
+// phone draws the phone upright: bezel, screen, a coloured header, and the
+// code. It returns the image and its layout.
+func phone(p Params, r *rand.Rand) (gocv.Mat, layout, error) {
 	l := layoutOf(p)
 	s, code := l.module, l.code.Dx()
 	screenW, screenH := l.screen.Dx(), l.screen.Dy()
@@ -232,19 +232,18 @@ func phone(p Params, r *rand.Rand) (gocv.Mat, image.Rectangle, error) {
 	gocv.PutText(&img, "Health code", image.Pt(header.Min.X+screenW/10, header.Max.Y-screenH/40),
 		gocv.FontHersheySimplex, float64(screenW)/400, color.RGBA{255, 255, 255, 255}, max(1, screenW/300))
 	top, left := l.code.Min.Y, l.code.Min.X
-	codeRect := l.code
 	if p.Text == "" {
 		// Something else on the screen: a photo-like patch.
 		for i := 0; i < 40; i++ {
 			x, y := left+r.IntN(code), top+r.IntN(code)
 			gocv.Circle(&img, image.Pt(x, y), 3+r.IntN(code/6), color.RGBA{uint8(r.IntN(256)), uint8(r.IntN(256)), uint8(r.IntN(256)), 255}, -1)
 		}
-		return img, codeRect, nil
+		return img, l, nil
 	}
 	q, err := qrcode.Image(p.Text, s)
 	if err != nil {
 		img.Close()
-		return gocv.Mat{}, image.Rectangle{}, fmt.Errorf("scene: %w", err)
+		return gocv.Mat{}, layout{}, fmt.Errorf("scene: %w", err)
 	}
 	ink := p.Ink
 	if ink == (color.RGBA{}) {
@@ -253,7 +252,7 @@ func phone(p Params, r *rand.Rand) (gocv.Mat, image.Rectangle, error) {
 	pix, err := img.DataPtrUint8()
 	if err != nil {
 		img.Close()
-		return gocv.Mat{}, image.Rectangle{}, fmt.Errorf("scene: %w", err)
+		return gocv.Mat{}, layout{}, fmt.Errorf("scene: %w", err)
 	}
 	for y := 0; y < q.Bounds().Dy(); y++ {
 		for x := 0; x < q.Bounds().Dx(); x++ {
@@ -265,7 +264,7 @@ func phone(p Params, r *rand.Rand) (gocv.Mat, image.Rectangle, error) {
 			pix[i], pix[i+1], pix[i+2] = c.B, c.G, c.R
 		}
 	}
-	return img, codeRect, nil
+	return img, l, nil
 }
 
 // homography maps phone-image coordinates to frame coordinates: the code's

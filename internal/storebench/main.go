@@ -44,6 +44,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
+		scratch = d
 		defer os.RemoveAll(d)
 		*dir = d
 	}
@@ -63,8 +64,16 @@ func main() {
 	upload(w, *dir, *uploads)
 }
 
+// scratch is the temporary directory main made, if it made one.
+var scratch string
+
+// fail reports err and exits, removing the scratch files (gigabytes at ten
+// million entries), which os.Exit would leave behind.
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "storebench:", err)
+	if scratch != "" {
+		os.RemoveAll(scratch)
+	}
 	os.Exit(1)
 }
 
@@ -218,8 +227,12 @@ func upload(w io.Writer, dir string, n int) {
 		fail(err)
 	}
 	defer a.Close()
-	a.SetTrustList(rawTrust)
-	a.AddToken("t", "bench", time.Now().Add(time.Hour))
+	if err := a.SetTrustList(rawTrust); err != nil {
+		fail(err)
+	}
+	if err := a.AddToken("t", "bench", time.Now().Add(time.Hour)); err != nil {
+		fail(err)
+	}
 	srv := httptest.NewServer(authority.New(a, authority.Keys{Issuer: f.Issuer, IssuerCode: "GD", List: list, Pseudonym: f.PseudonymKey},
 		authority.Options{}).Handler())
 	defer srv.Close()

@@ -1,8 +1,7 @@
 // Package scannertest provides fakes for the scanner's I/O edge, the video
 // source: a source that plays frames from memory and fails on cue, an
 // opener that counts and fails opens, and an HTTP server that streams
-// frames as MJPEG the way IP cameras do. Tests of the scanner and of the
-// daemon import it.
+// frames as MJPEG the way IP cameras do. The scanner's tests import it.
 package scannertest
 
 import (

@@ -67,6 +67,11 @@ func (f *Fake) Monotonic() time.Duration {
 func (f *Fake) Set(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.set(t)
+}
+
+// set moves the wall clock with f.mu held.
+func (f *Fake) set(t time.Time) {
 	f.now = t
 	kept := f.waiters[:0]
 	for _, w := range f.waiters {
@@ -82,7 +87,7 @@ func (f *Fake) Set(t time.Time) {
 // Advance lets d pass: both the wall clock and the monotonic reading move.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.mono += d
-	f.mu.Unlock()
-	f.Set(f.Now().Add(d))
+	f.set(f.now.Add(d))
 }
