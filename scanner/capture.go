@@ -88,8 +88,8 @@ func (c *capture) run(ctx context.Context, s *slot) error {
 	for {
 		src, err := c.open(c.cfg)
 		if err != nil {
-			if werr := c.fail(ctx, err, &backoff); werr != nil {
-				return werr
+			if !c.fail(ctx, err, &backoff) {
+				return nil
 			}
 			continue
 		}
@@ -108,15 +108,16 @@ func (c *capture) run(ctx context.Context, s *slot) error {
 			c.log.Info("video source ended", "device", c.cfg.Device)
 			return io.EOF
 		}
-		if werr := c.fail(ctx, err, &backoff); werr != nil {
-			return werr
+		if !c.fail(ctx, err, &backoff) {
+			return nil
 		}
 	}
 }
 
 // fail records a failure, logs it with the device's name, and waits out
-// the backoff. It returns nil to try again, or ctx's error.
-func (c *capture) fail(ctx context.Context, err error, backoff *time.Duration) error {
+// the backoff. It reports whether to try again: false once ctx has ended,
+// which the wait notices at once.
+func (c *capture) fail(ctx context.Context, err error, backoff *time.Duration) bool {
 	c.setStatus(func(st *Status) {
 		st.Failures++
 		st.State, st.Since, st.Error = Failed, c.clock.Now(), err.Error()
@@ -127,10 +128,10 @@ func (c *capture) fail(ctx context.Context, err error, backoff *time.Duration) e
 	select {
 	case <-ctx.Done():
 		c.setStatus(func(st *Status) { st.State, st.Since = Stopped, c.clock.Now() })
-		return nil
+		return false
 	case <-c.clock.After(wait):
 		c.setStatus(func(st *Status) { st.State, st.Since = Opening, c.clock.Now() })
-		return nil
+		return true
 	}
 }
 

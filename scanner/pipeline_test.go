@@ -3,9 +3,12 @@ package scanner_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -244,6 +247,61 @@ func TestCameraUnplugged(t *testing.T) {
 	if s := p.Stats(); s.Buffers != 0 {
 		t.Errorf("%d frame buffers left", s.Buffers)
 	}
+}
+
+// TestCameraAbsentStops: a camera that never opens is tried once per
+// backoff step, each failure is logged once, nothing is tried while the
+// clock stands still, and cancelling stops the capture at once instead of
+// retrying without waiting.
+func TestCameraAbsentStops(t *testing.T) {
+	opener := &scannertest.Opener{Next: func(int) (scanner.Source, error) { return nil, errors.New("no such device") }}
+	clk := clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logged}, nil))
+	p := scanner.NewPipeline(scanner.Config{Source: scanner.SourceConfig{Device: "/dev/video9"}, Workers: 1}, clk, log, opener.Open)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, make(chan scanner.ScanEvent, 1)) }()
+	for i := 1; i <= 4; i++ {
+		waitFor(t, func() bool { return clk.Waiters() > 0 })
+		time.Sleep(20 * time.Millisecond) // a spinning capture would open again here
+		if n := opener.Opens(); n != i {
+			t.Fatalf("%d opens while the clock stood still after failure %d", n, i)
+		}
+		clk.Advance(scanner.MaxBackoff)
+	}
+	waitFor(t, func() bool { return clk.Waiters() > 0 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("still running after cancel: %d opens", opener.Opens())
+	}
+	if n := opener.Opens(); n != 5 {
+		t.Errorf("%d opens, want 5 (none after the cancel)", n)
+	}
+	if n := strings.Count(logged.String(), "video source failed"); n != 5 {
+		t.Errorf("%d failures logged, want one per attempt (5)", n)
+	}
+	if st := p.Status(); st.State != scanner.Stopped || st.Failures != 5 {
+		t.Errorf("status after stop: %+v", st)
+	}
+}
+
+// lockedWriter serialises writes from the capture's and the test's
+// goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // TestSlowDecoderDropsFrames: frames arriving faster than they decode are
