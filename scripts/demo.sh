@@ -20,7 +20,7 @@ ago() { date -u -d "-$1" +%Y-%m-%dT%H:%M:%SZ; }
 
 server_pid=""
 start_authority() {
-  "$bin/authority" serve --keys authority --db authority.db --trust trust.cbor --issuer-code GD \
+  "$bin/authority" serve --keys authority --db authority.db --trust trust.cbor --issuer-code GD --region 44 \
     --listen "${listen:-127.0.0.1:0}" >authority.out 2>>authority.log &
   server_pid=$!
   for _ in $(seq 100); do
@@ -42,20 +42,21 @@ authority keygen --out forger
 start_authority
 echo "   serving on $url"
 
-# name, ID number, colour, extra flags for authority issue
+# name, ID number (GB 11643, with its check character), colour, extra flags for
+# authority issue
 people=(
-  "王芳|440305198805061224|green|"
-  "李四|440304197702153318|yellow|"
-  "赵六|440106199512300419|red|"
-  "钱七|440303200101014425|green|"
-  "孙八|440307198203036633|green|--at $(ago '48 hours')"
-  "周九|440305193904051117|green|--static --valid 168h"
+  "王芳|44030519880506122X|green|"
+  "李四|440304197702153315|yellow|"
+  "赵六|440106199512300418|red|"
+  "钱七|440303200101014422|green|"
+  "孙八|440307198203036636|green|--at $(ago '48 hours')"
+  "周九|440305193904051112|green|--static --valid 168h"
 )
 issue() { # id name idnum colour extra...
   local id=$1 name=$2 num=$3 colour=$4; shift 4
   local holderflag=(--holder "people/$id/holder.pub")
   [[ " $* " == *" --static "* ]] && holderflag=()
-  authority issue --issuer authority/issuer.key --issuer-code GD "${holderflag[@]}" \
+  authority issue --issuer authority/issuer.key --issuer-code GD --region 44 "${holderflag[@]}" \
     --id-number "$num" --name "$name" --colour "$colour" --out "people/$id/credential.cbor" "$@"
 }
 
@@ -71,13 +72,13 @@ for p in "${people[@]}"; do
 done
 
 echo "== 钱七's status changed after issue: the authority revokes her credentials"
-"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 440303200101014425 | sed 's/^/   /'
+"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 440303200101014422 | sed 's/^/   /'
 
 echo "== A forger signs a credential with a key that is on no trust list"
 mkdir -p people/forged
 holder keygen --out people/forged >/dev/null
-"$bin/authority" issue --issuer forger/issuer.key --issuer-code GD --holder people/forged/holder.pub \
-  --id-number 440305199909091234 --name 冒名者 --colour green --out people/forged/credential.cbor >/dev/null
+"$bin/authority" issue --issuer forger/issuer.key --issuer-code GD --region 44 --holder people/forged/holder.pub \
+  --id-number 440305199909091233 --name 冒名者 --colour green --out people/forged/credential.cbor >/dev/null
 
 echo "== Installing the checkpoint: an enrolment token, then a first sync"
 token=$("$bin/authority" enroll-token --server "$url" --token authority/admin.token --name demo-gate)
@@ -128,17 +129,14 @@ echo "== Rendering the gate camera's video of the eight of them"
   sed 's/^/   /'
 
 table() { # WHO... ; reads decisions as JSON lines on stdin
-  local n=0 line decision reasons name suffix code
+  local n=0 line decision reasons name
   local names=("$@")
   printf '   %-7s %-20s %s\n' DECISION REASONS "WHO (CODE AS THE GUARD SEES IT)"
   while IFS= read -r line; do
     decision=$(sed -n 's/.*"decision":"\([a-z]*\)".*/\1/p' <<<"$line")
     reasons=$(sed -n 's/.*"reasons":\[\([^]]*\)\].*/\1/p' <<<"$line" | tr -d '"')
     name=$(sed -n 's/.*"masked_name":"\([^"]*\)".*/\1/p' <<<"$line")
-    suffix=$(sed -n 's/.*"id_suffix":"\([^"]*\)".*/\1/p' <<<"$line")
-    code="-"
-    [ -n "$name" ] && code="$name …$suffix"
-    printf '   %-7s %-20s %s (%s)\n' "${decision^^}" "${reasons:--}" "${names[$n]:-?}" "$code"
+    printf '   %-7s %-20s %s (%s)\n' "${decision^^}" "${reasons:--}" "${names[$n]:-?}" "${name:--}"
     n=$((n + 1))
   done
 }
@@ -151,7 +149,7 @@ echo "   (the link was down: $failed sync attempts failed, scanning went on; eve
 
 echo "== Meanwhile 王芳's status changes: the authority revokes her credentials"
 start_authority
-"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 440305198805061224 | sed 's/^/   /'
+"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 44030519880506122X | sed 's/^/   /'
 
 echo "== The link returns: the checkpoint catches up"
 "$bin/checkpointd" --config checkpoint.toml --sync-once 2>>checkpointd.log | sed 's/^/   /'

@@ -31,6 +31,7 @@ var (
 	aByVersion = []byte("revocations.by_version")
 	aByDrop    = []byte("revocations.by_drop")
 	aHolders   = []byte("holders")
+	aColours   = []byte("colours")
 
 	aKeyRevVersion = []byte("revocations.version")
 	aKeyRevSet     = []byte("revocations.set")
@@ -43,16 +44,21 @@ var (
 	ErrBadToken      = errors.New("store: enrolment token unknown, used or expired")
 	ErrConflict      = errors.New("store: an event with this sequence number and different content is already held")
 	ErrBadEvent      = errors.New("store: event does not verify")
+	// ErrGap is an event uploaded past the next one expected: a device
+	// uploads its log in order, so that every event's link to the one
+	// before it is checked when it is stored.
+	ErrGap = errors.New("store: event does not follow the events held without a gap")
 )
 
-// OpenAuthority opens (or creates) the authority's database at path.
+// OpenAuthority opens (or creates) the authority's database at path. If
+// another process holds it, it fails with ErrLocked after two seconds.
 func OpenAuthority(path string) (*Authority, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := openDB(path, "authority serve")
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders} {
+		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders, aColours} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -146,9 +152,11 @@ func (a *Authority) DeviceKey(id string) (ed25519.PublicKey, error) {
 
 // StoreEvents stores a device's uploaded events, once each: an event
 // already held with the same hash is skipped, one with another hash is a
-// conflict. Each event's hash must hold and link to its predecessor when
-// that is held. It returns the device's mark: the highest sequence number
-// held with none missing before it.
+// conflict. Events must come in order without a gap (ErrGap): each one is
+// at most one past the highest held, so that its hash and its link to the
+// event before it (the zero hash for the first) are always checked. It
+// returns the device's mark: the highest sequence number held, with none
+// missing before it. A batch is stored whole or not at all.
 func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 	var mark uint64
 	err := a.db.Update(func(tx *bolt.Tx) error {
@@ -156,6 +164,8 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 		if evs == nil {
 			return ErrUnknownDevice
 		}
+		marks := tx.Bucket(aMarks)
+		mark = getU64(marks, []byte(device))
 		for _, raw := range raws {
 			e, err := DecodeEvent(raw)
 			if err != nil {
@@ -174,27 +184,31 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 				}
 				continue
 			}
-			if prev := evs.Get(u64(e.Seq - 1)); prev != nil {
-				p, err := DecodeEvent(prev)
+			if e.Seq != mark+1 {
+				return fmt.Errorf("%w: event %d after event %d", ErrGap, e.Seq, mark)
+			}
+			var prevHash [32]byte
+			if e.Seq > 1 {
+				p, err := DecodeEvent(evs.Get(u64(e.Seq - 1)))
 				if err != nil {
 					return err
 				}
-				if p.Hash != e.Prev {
-					return fmt.Errorf("%w: event %d does not follow event %d", ErrBadEvent, e.Seq, e.Seq-1)
-				}
+				prevHash = p.Hash
+			}
+			if e.Prev != prevHash {
+				return fmt.Errorf("%w: event %d does not follow event %d", ErrBadEvent, e.Seq, e.Seq-1)
 			}
 			if err := evs.Put(u64(e.Seq), raw); err != nil {
 				return err
 			}
-		}
-		marks := tx.Bucket(aMarks)
-		mark = getU64(marks, []byte(device))
-		for evs.Get(u64(mark+1)) != nil {
-			mark++
+			mark = e.Seq
 		}
 		return marks.Put([]byte(device), u64(mark))
 	})
-	return mark, err
+	if err != nil {
+		return 0, err
+	}
+	return mark, nil
 }
 
 // Mark returns the device's mark.
@@ -454,20 +468,52 @@ func (a *Authority) RevocationItems(since uint64) (items []RevEntry, snapshot bo
 }
 
 // Declare records a holder's declaration at now, unless the last one was
-// less than gap ago. It reports whether it was allowed.
-func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.Duration) (bool, error) {
+// less than gap ago. It reports whether it was allowed and, if not, when
+// the next one will be.
+func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.Duration) (bool, time.Time, error) {
 	ok := false
+	var next time.Time
 	err := a.db.Update(func(tx *bolt.Tx) error {
 		h := tx.Bucket(aHolders)
 		if last := h.Get(subject[:]); len(last) == 8 {
-			if now.Sub(time.Unix(int64(binary.BigEndian.Uint64(last)), 0)) < gap {
+			if next = time.Unix(int64(binary.BigEndian.Uint64(last)), 0).Add(gap); now.Before(next) {
 				return nil
 			}
 		}
 		ok = true
 		return h.Put(subject[:], u64(uint64(now.Unix())))
 	})
-	return ok, err
+	return ok, next, err
+}
+
+// colourRecord is the colour the authority holds for a subject, and
+// since when.
+type colourRecord struct {
+	Colour string    `cbor:"1,keyasint"`
+	Since  time.Time `cbor:"2,keyasint"`
+}
+
+// Colour returns the colour the authority holds for a subject ("" for
+// none).
+func (a *Authority) Colour(subject [SubjectSize]byte) (string, error) {
+	var c colourRecord
+	err := a.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(aColours).Get(subject[:])
+		if raw == nil {
+			return nil
+		}
+		return decMode.Unmarshal(raw, &c)
+	})
+	return c.Colour, err
+}
+
+// SetColour records a subject's colour from at.
+func (a *Authority) SetColour(subject [SubjectSize]byte, colour string, at time.Time) error {
+	raw, err := encMode.Marshal(colourRecord{Colour: colour, Since: at})
+	if err != nil {
+		return err
+	}
+	return a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(aColours).Put(subject[:], raw) })
 }
 
 // TrustList returns the trust list the authority serves.

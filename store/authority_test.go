@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -75,5 +76,61 @@ func TestAuthorityExpiryAndDeltas(t *testing.T) {
 		if !slices.IsSortedFunc(items, func(x, y RevEntry) int { return int(x.Subject[0]) - int(y.Subject[0]) }) {
 			t.Errorf("since %d: items not in subject order", tc.since)
 		}
+	}
+}
+
+// TestStoreEventsInOrder: an upload must continue the events held without
+// a gap, so that every event's link to the one before it is checked: a
+// device that skips ahead is refused, and so is an event that does not
+// link to its predecessor, however it arrives.
+func TestStoreEventsInOrder(t *testing.T) {
+	a, err := OpenAuthority(filepath.Join(t.TempDir(), "authority.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.AddToken("tok", "gate", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := a.Enroll("tok", "gate", make([]byte, 32), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A chain of 120 events, as a box records them.
+	var chain [][]byte
+	var prev [32]byte
+	for seq := uint64(1); seq <= 120; seq++ {
+		e := Event{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Kind: "scan", Decision: "pass", Prev: prev}
+		if e.Hash, err = ChainHash(e); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, prev = append(chain, raw), e.Hash
+	}
+	if mark, err := a.StoreEvents(dev, chain[:5]); err != nil || mark != 5 {
+		t.Fatalf("events 1-5: mark %d, %v", mark, err)
+	}
+	if mark, err := a.StoreEvents(dev, chain[99:100]); !errors.Is(err, ErrGap) || mark != 0 {
+		t.Errorf("event 100 after event 5: mark %d, %v (want ErrGap)", mark, err)
+	}
+	if held, _ := a.DeviceEvents(dev, 6, 200); len(held) != 0 {
+		t.Errorf("%d events held past the gap", len(held))
+	}
+	// An event that is well formed but does not link to event 5.
+	forged := Event{Seq: 6, Time: t0, Kind: "scan", Decision: "pass"}
+	forged.Hash, _ = ChainHash(forged)
+	raw, _ := EncodeEvent(forged)
+	if _, err := a.StoreEvents(dev, [][]byte{raw}); !errors.Is(err, ErrBadEvent) {
+		t.Errorf("event 6 not linked to event 5: %v", err)
+	}
+	// A batch that starts inside what is held and goes on is fine.
+	if mark, err := a.StoreEvents(dev, chain[2:120]); err != nil || mark != 120 {
+		t.Errorf("events 3-120: mark %d, %v", mark, err)
+	}
+	if m, _ := a.Mark(dev); m != 120 {
+		t.Errorf("mark %d", m)
 	}
 }

@@ -18,10 +18,16 @@ type Device struct {
 
 // Anchor ties the checkpoint's clock to the authority's: at box wall-clock
 // time Wall, the authority said it was Server; the round trip took RTT.
+// BootID and Boot say which boot of the machine that was and where its
+// boot clock stood then, so that a restarted process can carry the time
+// on without the wall clock. Anchors stored before these fields existed
+// load with BootID empty.
 type Anchor struct {
 	Server time.Time     `cbor:"1,keyasint" json:"server"`
 	Wall   time.Time     `cbor:"2,keyasint" json:"wall"`
 	RTT    time.Duration `cbor:"3,keyasint" json:"rtt"`
+	BootID string        `cbor:"4,keyasint,omitempty" json:"boot_id,omitempty"`
+	Boot   time.Duration `cbor:"5,keyasint,omitempty" json:"boot,omitempty"` // time since that boot
 }
 
 // SyncOutcome is what the last sync attempt did.

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/checkpointd/checkpoint/internal/clock"
 )
@@ -37,7 +38,32 @@ var (
 	// ErrCorrupt means the event log does not verify: an event was
 	// deleted, edited or reordered.
 	ErrCorrupt = errors.New("store: event log does not verify")
+	// ErrLocked means another process holds the database file: bbolt
+	// allows one process at a time, and OpenBox and OpenAuthority give up
+	// after lockWait.
+	ErrLocked = errors.New("store: the database is held by another process")
 )
+
+// lockWait is how long an open waits for another process to let go of the
+// database file.
+const lockWait = 2 * time.Second
+
+// openDB opens a bbolt file, turning a lock held elsewhere into ErrLocked
+// with a hint at who holds it.
+func openDB(path, holder string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        lockWait,
+		NoFreelistSync: true, // rebuilt on open; saves a write per commit
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is locked (is another %s running?)", ErrLocked, path, holder)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return db, nil
+}
 
 // Options configure a Box.
 type Options struct {
@@ -94,7 +120,8 @@ var (
 	keySyncLog  = []byte("sync.last")
 )
 
-// OpenBox opens (or creates) the checkpoint store at path.
+// OpenBox opens (or creates) the checkpoint store at path. If another
+// process holds it, it fails with ErrLocked after two seconds.
 func OpenBox(path string, opts Options) (*Box, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.System{}
@@ -111,13 +138,9 @@ func OpenBox(path string, opts Options) (*Box, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        2 * time.Second, // another process holds it
-		NoFreelistSync: true,            // rebuilt on open; saves a write per commit
-		FreelistType:   bolt.FreelistMapType,
-	})
+	db, err := openDB(path, "checkpointd")
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	b := &Box{db: db, path: path, opts: opts, log: opts.Log.With("component", "store"), clock: opts.Clock,
 		writes: make(chan *write, 1024), done: make(chan struct{})}

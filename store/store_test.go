@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,5 +179,80 @@ func TestDiskStatus(t *testing.T) {
 	defer b.Close()
 	if d := b.Disk(); !d.Low || d.Free <= 0 {
 		t.Errorf("with an impossible threshold the alarm is not raised: %+v", d)
+	}
+}
+
+// TestOpenLocked opens each kind of database while it is open already
+// (bbolt's file lock conflicts between two opens even in one process): the
+// second open says the file is held by another process, and which.
+func TestOpenLocked(t *testing.T) {
+	for _, tc := range []struct {
+		name, holder string
+		open         func(path string) (io.Closer, error)
+	}{
+		{"box", "another checkpointd", func(p string) (io.Closer, error) { return OpenBox(p, Options{Clock: clocktest.New(t0)}) }},
+		{"authority", "another authority serve", func(p string) (io.Closer, error) { return OpenAuthority(p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), tc.name+".db")
+			first, err := tc.open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			start := time.Now()
+			second, err := tc.open(path)
+			if err == nil {
+				second.Close()
+				t.Fatal("a second open of a held database succeeded")
+			}
+			if !errors.Is(err, ErrLocked) {
+				t.Errorf("error %v, want ErrLocked", err)
+			}
+			for _, want := range []string{path, "held by another process", tc.holder} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+			if d := time.Since(start); d > 3*lockWait {
+				t.Errorf("the second open took %v", d)
+			}
+			// Once the first lets go, the file opens.
+			first.Close()
+			again, err := tc.open(path)
+			if err != nil {
+				t.Fatalf("open after the holder closed: %v", err)
+			}
+			again.Close()
+		})
+	}
+}
+
+// TestAnchorBootFields: an anchor keeps its boot id and boot clock
+// reading, and one stored without them (by an earlier version) still
+// loads.
+func TestAnchorBootFields(t *testing.T) {
+	b, _ := open(t, filepath.Join(t.TempDir(), "box.db"))
+	a := Anchor{Server: t0, Wall: t0.Add(time.Minute), RTT: 80 * time.Millisecond, BootID: "boot-1", Boot: 3 * time.Hour}
+	if err := b.SetAnchor(a); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := b.Anchor()
+	if err != nil || !ok || !got.Server.Equal(a.Server) || !got.Wall.Equal(a.Wall) || got.RTT != a.RTT ||
+		got.BootID != a.BootID || got.Boot != a.Boot {
+		t.Fatalf("anchor %+v, %v, %v; want %+v", got, ok, err, a)
+	}
+	type oldAnchor struct {
+		Server time.Time     `cbor:"1,keyasint"`
+		Wall   time.Time     `cbor:"2,keyasint"`
+		RTT    time.Duration `cbor:"3,keyasint"`
+	}
+	if err := b.putMeta(keyAnchor, oldAnchor{Server: t0, Wall: t0, RTT: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err = b.Anchor()
+	if err != nil || !ok || !got.Server.Equal(t0) || got.RTT != time.Second || got.BootID != "" || got.Boot != 0 {
+		t.Fatalf("old anchor loaded as %+v, %v, %v", got, ok, err)
 	}
 }

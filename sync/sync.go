@@ -48,7 +48,16 @@ type Config struct {
 	MaxBackoff time.Duration // cap; 0: 5 minutes
 	Batch      int           // events per upload; 0: 5,000
 	Retention  time.Duration // how long acknowledged events are kept; 0: 30 days
+	// MaxAnchorRTT is the longest round trip of a status call that may
+	// anchor the clock (the anchor's uncertainty is half of it); 0: 4 s.
+	// A slower answer counts for the rest of the sync, but the clock keeps
+	// its previous anchor.
+	MaxAnchorRTT time.Duration
 }
+
+// DefaultMaxAnchorRTT is MaxAnchorRTT's default: an anchor at most ±2 s
+// off, however the delay was split between the two directions.
+const DefaultMaxAnchorRTT = 4 * time.Second
 
 // Status says how syncing fares, for technicians.
 type Status struct {
@@ -62,6 +71,12 @@ type Status struct {
 	TrustVersion      uint64        `json:"trust_version"`
 	RevocationVersion uint64        `json:"revocation_version"`
 	Offset            time.Duration `json:"offset"` // the authority's clock minus ours
+	// AnchorRefused says why the last status answer did not anchor the
+	// clock (its round trip was too long); empty: it did.
+	AnchorRefused string `json:"anchor_refused,omitempty"`
+	// ClockStep is how far the wall clock was found stepped against the
+	// clock anchor (Estimator.ClockStep); 0: not.
+	ClockStep time.Duration `json:"clock_step,omitempty"`
 }
 
 // Syncer syncs one checkpoint.
@@ -74,10 +89,16 @@ type Syncer struct {
 	log   *slog.Logger
 
 	trust atomic.Pointer[trust.List]
+	// skew corrects the date of signed requests when the authority has
+	// refused one as outside its window: its time minus the estimate.
+	skew atomic.Int64
 
 	mu     stdsync.Mutex
 	status Status
 }
+
+// maxBatchBytes bounds the events of one upload.
+const maxBatchBytes = 4 << 20
 
 // Errors of a sync.
 var (
@@ -104,6 +125,9 @@ func New(cfg Config, box *store.Box, est *Estimator, clk clock.Clock, log *slog.
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 30 * 24 * time.Hour
+	}
+	if cfg.MaxAnchorRTT <= 0 {
+		cfg.MaxAnchorRTT = DefaultMaxAnchorRTT
 	}
 	if client == nil {
 		client = &http.Client{Timeout: 60 * time.Second}
@@ -143,8 +167,10 @@ func (s *Syncer) Trust() *trust.List { return s.trust.Load() }
 // Status returns how syncing fares.
 func (s *Syncer) Status() Status {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	s.mu.Unlock()
+	st.ClockStep = s.est.ClockStep()
+	return st
 }
 
 // Run syncs now, then every Interval, backing off after failures with full
@@ -237,27 +263,48 @@ func (s *Syncer) url(path string, q url.Values) string {
 // do sends a request, signed by the device when dev is set, and returns
 // the body of a 200 answer.
 func (s *Syncer) do(ctx context.Context, method, u string, body []byte, dev string, nonce []byte) ([]byte, int, error) {
+	b, code, hint, err := s.send(ctx, method, u, body, dev, nonce)
+	if code == http.StatusUnauthorized && dev != "" && !hint.IsZero() {
+		// The request's date was outside the authority's window: this
+		// box's clock is off. Date requests by the authority's word from
+		// now on (it sets nothing else) and try once more.
+		skew := hint.Sub(s.est.Now().Time)
+		s.skew.Store(int64(skew))
+		s.log.Warn("the authority refused the request's date: dating requests by its time", "offset", skew.Round(time.Second))
+		b, code, _, err = s.send(ctx, method, u, body, dev, nonce)
+	}
+	return b, code, err
+}
+
+// send sends a request once. When the authority refuses a signed
+// request's date, it returns the authority's time from the answer.
+func (s *Syncer) send(ctx context.Context, method, u string, body []byte, dev string, nonce []byte) ([]byte, int, time.Time, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, time.Time{}, err
 	}
 	req.Header.Set("Content-Type", protocol.ContentType)
 	if dev != "" {
-		protocol.SignRequest(req, dev, s.cfg.DeviceKey, nonce, body)
+		at := s.est.Now().Time.Add(time.Duration(s.skew.Load()))
+		protocol.SignRequest(req, dev, s.cfg.DeviceKey, nonce, at, body)
 	}
 	res, err := s.http.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("sync: %s %s: %w", method, u, err)
+		return nil, 0, time.Time{}, fmt.Errorf("sync: %s %s: %w", method, u, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
 	if err != nil {
-		return nil, res.StatusCode, err
+		return nil, res.StatusCode, time.Time{}, err
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, res.StatusCode, fmt.Errorf("sync: %s %s: %s: %s", method, u, res.Status, bytes.TrimSpace(b))
+		var hint time.Time
+		if t, err := strconv.ParseInt(res.Header.Get(protocol.HeaderServerTime), 10, 64); err == nil {
+			hint = time.Unix(t, 0)
+		}
+		return nil, res.StatusCode, hint, fmt.Errorf("sync: %s %s: %s: %s", method, u, res.Status, bytes.TrimSpace(b))
 	}
-	return b, res.StatusCode, nil
+	return b, res.StatusCode, time.Time{}, nil
 }
 
 func newNonce() []byte {
@@ -322,8 +369,8 @@ func (s *Syncer) open(raw []byte, typ string, v any, at func(any) time.Time) err
 	return nil
 }
 
-// statusCall probes the authority, anchors the clock, and returns the
-// authority's view.
+// statusCall probes the authority, anchors the clock unless the round trip
+// took longer than MaxAnchorRTT, and returns the authority's view.
 func (s *Syncer) statusCall(ctx context.Context, dev string) (protocol.Status, error) {
 	nonce := newNonce()
 	t0 := s.clock.Now()
@@ -343,12 +390,22 @@ func (s *Syncer) statusCall(ctx context.Context, dev string) (protocol.Status, e
 	if rtt < 0 {
 		rtt = 0
 	}
+	if rtt > s.cfg.MaxAnchorRTT {
+		// The server's time could be anywhere in the round trip: anchoring
+		// at its middle would be up to rtt/2 off.
+		s.log.Warn("status answer too slow to anchor the clock; keeping the previous anchor",
+			"rtt", rtt, "max_anchor_rtt", s.cfg.MaxAnchorRTT)
+		s.mu.Lock()
+		s.status.AnchorRefused = fmt.Sprintf("round trip %v above max_anchor_rtt %v", rtt, s.cfg.MaxAnchorRTT)
+		s.mu.Unlock()
+		return st, nil
+	}
 	anchor := store.Anchor{Server: st.ServerTime.Add(rtt / 2), Wall: t1, RTT: rtt}
 	if err := s.est.anchorAt(anchor, t1); err != nil {
 		return st, err
 	}
 	s.mu.Lock()
-	s.status.Offset = anchor.Server.Sub(t1)
+	s.status.Offset, s.status.AnchorRefused = anchor.Server.Sub(t1), ""
 	s.mu.Unlock()
 	return st, nil
 }
@@ -412,6 +469,15 @@ func (s *Syncer) upload(ctx context.Context, dev string, theirs uint64) error {
 		}
 		if len(raws) == 0 {
 			break
+		}
+		// Keep a batch well under the authority's upload limit (8 MiB by
+		// default), whatever the size of the events.
+		size := 0
+		for i, raw := range raws {
+			if size += len(raw); size > maxBatchBytes && i > 0 {
+				raws = raws[:i]
+				break
+			}
 		}
 		first, _ := store.DecodeEvent(raws[0])
 		last, _ := store.DecodeEvent(raws[len(raws)-1])

@@ -50,9 +50,17 @@ type tap struct {
 	next   http.RoundTripper
 	mangle func(path string, body []byte) ([]byte, error) // nil: pass through
 	calls  map[string]int
+	sent   []*http.Request // copies of the requests sent, with their bodies
 }
 
 func (t *tap) RoundTrip(r *http.Request) (*http.Response, error) {
+	c := r.Clone(r.Context())
+	if r.GetBody != nil {
+		c.Body, _ = r.GetBody()
+	}
+	t.mu.Lock()
+	t.sent = append(t.sent, c)
+	t.mu.Unlock()
 	res, err := t.next.RoundTrip(r)
 	if err != nil {
 		return res, err
@@ -108,7 +116,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.box.Close(); w.srv.Close(); w.authDB.Close() })
-	w.est, err = sync.NewEstimator(w.bclock, w.box, -1)
+	w.est, err = sync.NewEstimator(w.bclock, w.box, -1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,5 +590,66 @@ func TestStatusSurvivesRestart(t *testing.T) {
 	if !st.LastOK.Equal(lastOK) || !st.LastAttempt.Equal(w.bclock.Now()) || st.Failures != 2 || !strings.Contains(st.Error, "link down") ||
 		st.Mark != 20 || st.Unsent != 5 || st.TrustVersion != 2 {
 		t.Errorf("status after a restart: %+v", st)
+	}
+}
+
+// TestSignedRequestsCannotBeReplayed: a signed upload and status request
+// taken off the link are refused when sent again, at once or later.
+func TestSignedRequestsCannotBeReplayed(t *testing.T) {
+	w := newWorld(t)
+	w.record(3)
+	w.mustSync()
+	var replays []*http.Request
+	for _, r := range w.tap.sent {
+		if r.URL.Path == protocol.PathEvents || r.URL.Path == protocol.PathStatus {
+			replays = append(replays, r)
+		}
+	}
+	if len(replays) < 2 {
+		t.Fatalf("%d signed requests seen", len(replays))
+	}
+	send := func(r *http.Request) int {
+		c := r.Clone(context.Background())
+		if r.GetBody != nil {
+			c.Body, _ = r.GetBody()
+		}
+		c.RequestURI = ""
+		res, err := http.DefaultTransport.RoundTrip(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for _, r := range replays {
+		if code := send(r); code != http.StatusUnauthorized {
+			t.Errorf("%s replayed at once: %d", r.URL.Path, code)
+		}
+	}
+	w.aclock.Advance(time.Hour)
+	for _, r := range replays {
+		if code := send(r); code != http.StatusUnauthorized {
+			t.Errorf("%s replayed an hour later: %d", r.URL.Path, code)
+		}
+	}
+}
+
+// TestRequestDateFollowsTheAuthority: a box whose clock is a day ahead
+// before it ever synced has its first request refused for its date; it
+// dates the next by the authority's word, syncs, and anchors its clock on
+// the signed status answer.
+func TestRequestDateFollowsTheAuthority(t *testing.T) {
+	w := newWorld(t)
+	w.bclock.Set(w.f.Now.Add(24 * time.Hour))
+	w.record(2)
+	w.mustSync()
+	if got := w.est.Now(); got.Uncertainty < 0 || got.Time.Sub(w.aclock.Now()).Abs() > time.Second {
+		t.Errorf("after the sync the box thinks it is %v ± %v; it is %v", got.Time, got.Uncertainty, w.aclock.Now())
+	}
+	if n := w.held(); n != 2 {
+		t.Errorf("held %d events, want 2", n)
+	}
+	if n := w.tap.calls[protocol.PathStatus]; n != 2 {
+		t.Errorf("%d status calls, want 2: the first refused for its date, the second dated by the authority", n)
 	}
 }

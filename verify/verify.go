@@ -44,7 +44,9 @@ type Input struct {
 	Replay      *ReplayCache
 	Policy      Policy
 	Now         Instant
-	// IDNumber is the number an ID-card reader read, or "" without one.
+	// IDNumber is the number an ID-card reader read (or the guard typed),
+	// or "" without one. A number that is not a valid GB 11643 number
+	// does not match any code.
 	IDNumber string
 }
 
@@ -77,7 +79,6 @@ type CodeInfo struct {
 	Status       string     `json:"status"`
 	Region       string     `json:"region"`
 	MaskedName   string     `json:"masked_name"`
-	IDSuffix     string     `json:"id_suffix"`
 	IssuedAt     time.Time  `json:"issued_at"`
 	Expires      time.Time  `json:"expires"`
 	Static       bool       `json:"static"`
@@ -173,7 +174,9 @@ func Verify(in Input) Decision {
 	}
 	if in.IDNumber != "" {
 		d.IDChecked = true
-		d.IDMatched = subtle.ConstantTimeCompare(credential.IDHash(in.IDNumber, c.Subject), c.IDHash) == 1
+		if id, err := credential.ParseID(in.IDNumber); err == nil {
+			d.IDMatched = subtle.ConstantTimeCompare(credential.IDHash(id, c.Subject), c.IDHash) == 1
+		}
 		if !d.IDMatched {
 			d.add(IDMismatch, Refuse)
 		}
@@ -226,7 +229,6 @@ func info(code *credential.Code, issuer *trust.Issuer) *CodeInfo {
 		Status:       c.Status.String(),
 		Region:       c.Region,
 		MaskedName:   c.MaskedName,
-		IDSuffix:     c.IDSuffix,
 		IssuedAt:     c.IssuedAt,
 		Expires:      c.Expires,
 		Static:       c.Static(),

@@ -85,7 +85,8 @@ func TestReasons(t *testing.T) {
 		{"truncated", fresh[:len(fresh)-30], nil, Refuse, []Reason{Malformed}},
 		{"not COSE", credential.Prefix + base45.Encode([]byte("hello world")), nil, Refuse, []Reason{Malformed}},
 		{"too long", credential.Prefix + strings.Repeat("0", credential.MaxTextLen), nil, Refuse, []Reason{Malformed}},
-		{"next version", "CP2:" + fresh[len(credential.Prefix):], nil, Refuse, []Reason{UnsupportedVersion}},
+		{"version 1", "CP1:" + fresh[len(credential.Prefix):], nil, Refuse, []Reason{UnsupportedVersion}},
+		{"next version", "CP3:" + fresh[len(credential.Prefix):], nil, Refuse, []Reason{UnsupportedVersion}},
 		{"unknown issuer", f.Present(f.IssueWith(f.Credential(nil), other), now), nil, Refuse, []Reason{UnknownIssuerKey}},
 		{"edited claims", edited, nil, Refuse, []Reason{BadIssuerSignature}},
 		{"key not valid at issue time", f.Present(issued(func(c *credential.Credential) {
@@ -125,8 +126,12 @@ func TestReasons(t *testing.T) {
 		{"paper code with matching ID", credential.EncodeText(issued(static)),
 			func(in *Input) { in.IDNumber = strings.ToLower(credentialtest.IDNumber) }, Pass, []Reason{StaticCode}},
 		{"paper code with another ID", credential.EncodeText(issued(static)),
-			func(in *Input) { in.IDNumber = "440305199003071234" }, Refuse, []Reason{IDMismatch, StaticCode}},
-		{"phone code with another ID", fresh, func(in *Input) { in.IDNumber = "110105199001010011" }, Refuse, []Reason{IDMismatch}},
+			func(in *Input) { in.IDNumber = "440305199003071236" }, Refuse, []Reason{IDMismatch, StaticCode}},
+		{"paper code with a number that is not an ID number", credential.EncodeText(issued(static)),
+			func(in *Input) { in.IDNumber = "440305zz1224" }, Refuse, []Reason{IDMismatch, StaticCode}},
+		{"phone code with another ID", fresh, func(in *Input) { in.IDNumber = "110105199001010010" }, Refuse, []Reason{IDMismatch}},
+		{"phone code with the holder's 15-digit number", fresh, func(in *Input) { in.IDNumber = "110105491231002" },
+			Refuse, []Reason{IDMismatch}},
 		{"revocation list stale", fresh, func(in *Input) {
 			in.Revocations = revocations(nil, time.Time{}, now.Add(-time.Minute))
 		}, Refer, []Reason{RevocationListStale}},
@@ -224,7 +229,7 @@ func TestDecisionShowsCode(t *testing.T) {
 	if c == nil {
 		t.Fatal("no code info on a passing decision")
 	}
-	if c.MaskedName != "张*丰" || c.IDSuffix != "123X" || c.Status != "green" || c.Static ||
+	if c.MaskedName != "张*丰" || c.Region != "44" || c.Status != "green" || c.Static ||
 		c.IssuerName != "Guangdong Health Code Authority" || c.PresentedAt == nil {
 		t.Errorf("code info %+v", c)
 	}
@@ -291,7 +296,8 @@ func FuzzVerify(f *testing.F) {
 	fx := credentialtest.New()
 	f.Add(fx.Text())
 	f.Add(credential.EncodeText(fx.Issue(fx.Credential(nil))))
-	f.Add("CP1:")
+	f.Add("CP2:")
+	f.Add("CP1:ABC")
 	f.Add("CP9:ABC")
 	f.Fuzz(func(t *testing.T, text string) {
 		d := Verify(Input{Text: text, Trust: fx.Trust, Replay: NewReplayCache(16), Policy: DefaultPolicy(), Now: Instant{Time: fx.Now}})

@@ -8,15 +8,20 @@
 //	authority keygen --out DIR
 //	authority trust --root DIR/root.key --issuer DIR/issuer.pub [--region R] --out trust.cbor
 //	authority issue --issuer DIR/issuer.key --holder holder.pub --id-number N --name NAME
-//	                --colour green|yellow|red [--region R] [--at TIME] [--valid 24h] --out credential.cbor
+//	                --colour green|yellow|red --region R [--at TIME] [--valid 24h] --out credential.cbor
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
 //	authority revoke --server URL --token FILE --id-number N [--before TIME]
-//	authority serve --keys DIR --db FILE --trust trust.cbor [--listen 127.0.0.1:8420]
+//	authority serve --keys DIR --db FILE --trust trust.cbor --region R [--listen 127.0.0.1:8420]
+//	                [--tls-cert FILE --tls-key FILE] [--declarations]
 //	authority enroll-token --server URL --token FILE --name NAME
 //	authority status --server URL --token FILE
+//	authority colour --server URL --token FILE --id-number N --colour green|yellow|red
+//	authority declare --server URL --token FILE --id-number N --name NAME --holder holder.pub --out credential.cbor
 //
-// Times are RFC 3339, durations Go-style (24h). Exit status 2 means a usage
-// error.
+// ID numbers must be valid 18-character GB 11643 numbers. --region is the
+// issuing region the credentials carry, e.g. 44 (a province): never a part of
+// the holder's ID number. Times are RFC 3339, durations Go-style (24h). Exit
+// status 2 means a usage error.
 package main
 
 import (
@@ -54,6 +59,8 @@ commands:
   serve          serve checkpoints and holders over HTTP
   enroll-token   make a one-time token for enrolling a checkpoint
   status         show the serving authority's checkpoints and revocations
+  colour         set the colour the serving authority holds for a subject
+  declare        have the serving authority issue a holder's credential
 
 Run authority <command> -h for the flags of a command.
 `
@@ -64,7 +71,10 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, clock.Clock, io.Writer) error{
-		"keygen": keygen, "trust": signTrust, "issue": issue, "revoke": revoke,
+		"keygen": keygen, "trust": signTrust, "revoke": revoke, "colour": colour, "declare": declare,
+		"issue": func(args []string, clk clock.Clock, stdout io.Writer) error {
+			return issue(args, clk, stdout, stderr)
+		},
 		"serve": serve, "enroll-token": enrollToken, "status": status,
 	}
 	cmd, ok := cmds[args[0]]
@@ -221,14 +231,29 @@ func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 	return nil
 }
 
-func issue(args []string, clk clock.Clock, stdout io.Writer) error {
+// regionHelp describes the --region flag of issue and serve.
+const regionHelp = "the issuing region code, e.g. 44: the region of the issuer's trust-list entry, province (2 digits) or city (4) level"
+
+// regionWarning explains why a region code of more than 4 digits is a poor
+// choice, or returns "" for a shorter one: a code carries its region, so a
+// county's code narrows the search for the ID number of a holder born there.
+func regionWarning(region string) string {
+	if len(region) <= 4 {
+		return ""
+	}
+	return fmt.Sprintf("warning: region %s is below city level: a county-level region narrows the guessing space "+
+		"(a holder born in that county: 3.65×10^7 candidate ID numbers, under the 10^8 the format aims for); "+
+		"issue at province (2 digits) or city (4 digits) level", region)
+}
+
+func issue(args []string, clk clock.Clock, stdout, stderr io.Writer) error {
 	fl := newFlags("issue")
 	issuerPath := fl.String("issuer", "", "issuer private key")
 	holderPath := fl.String("holder", "", "holder public key (not for --static)")
 	idNumber := fl.String("id-number", "", "holder's ID number")
 	name := fl.String("name", "", "holder's name (the credential carries it masked)")
 	colour := fl.String("colour", "", "green, yellow or red")
-	region := fl.String("region", "", "region code (default the first six digits of the ID number)")
+	region := fl.String("region", "", regionHelp)
 	code := fl.String("issuer-code", "HC", "issuer code, as on the trust list")
 	var at cli.Time
 	fl.Var(&at, "at", "issue time (default now)")
@@ -238,6 +263,9 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	out := fl.String("out", "", "file to write the credential to")
 	if err := cli.Parse(fl, args, "issuer", "id-number", "name", "colour", "out"); err != nil {
 		return err
+	}
+	if *region == "" {
+		return cli.Usagef("--region is required: %s", regionHelp)
 	}
 	if *holderPath == "" && !*static {
 		return cli.Usagef("--holder is required (or --static for a paper code)")
@@ -252,12 +280,9 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	if *valid <= 0 {
 		return cli.Usagef("--valid must be positive")
 	}
-	id := credential.NormalizeID(*idNumber)
-	if *region == "" {
-		if len(id) < 6 {
-			return cli.Usagef("--region is required when the ID number does not start with a region code")
-		}
-		*region = id[:6]
+	id, err := credential.ParseID(*idNumber)
+	if err != nil {
+		return cli.Usagef("--id-number: %v", err)
 	}
 	issuer, err := readPrivate(*issuerPath)
 	if err != nil {
@@ -281,7 +306,7 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	sub := credential.Pseudonym(pk, id)
 	c := &credential.Credential{
 		Issuer: *code, ID: cid, Subject: sub, Status: status, Region: *region,
-		MaskedName: credential.MaskName(*name), IDSuffix: credential.IDSuffix(id), IDHash: credential.IDHash(id, sub),
+		MaskedName: credential.MaskName(*name), IDHash: credential.IDHash(id, sub),
 		IssuedAt: now, Expires: now.Add(*valid), HolderKey: holder,
 	}
 	data, err := credential.Issue(c, issuer)
@@ -294,12 +319,15 @@ func issue(args []string, clk clock.Clock, stdout io.Writer) error {
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
 		return err
 	}
+	if w := regionWarning(c.Region); w != "" {
+		fmt.Fprintln(stderr, "authority issue: "+w)
+	}
 	kind := "phone"
 	if *static {
 		kind = "paper (static)"
 	}
-	fmt.Fprintf(stdout, "%s credential %s: %s, %s, ID …%s, region %s, valid %s to %s: %s\n",
-		kind, hex.EncodeToString(cid), status, c.MaskedName, c.IDSuffix, c.Region,
+	fmt.Fprintf(stdout, "%s credential %s: %s, %s, region %s, valid %s to %s: %s\n",
+		kind, hex.EncodeToString(cid), status, c.MaskedName, c.Region,
 		c.IssuedAt.Format(time.RFC3339), c.Expires.Format(time.RFC3339), *out)
 	return nil
 }
@@ -320,12 +348,16 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	if err := cli.Parse(fl, args, "id-number"); err != nil {
 		return err
 	}
+	id, err := credential.ParseID(*idNumber)
+	if err != nil {
+		return cli.Usagef("--id-number: %v", err)
+	}
 	if *server != "" {
 		if *token == "" {
 			return cli.Usagef("--token is required with --server")
 		}
 		var res map[string]uint64
-		err := adminCall(*server, *token, protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: *idNumber, Before: before.Or(time.Time{})}, &res)
+		err := adminCall(*server, *token, protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: id, Before: before.Or(time.Time{})}, &res)
 		if err != nil {
 			return err
 		}
@@ -361,7 +393,7 @@ func revoke(args []string, clk clock.Clock, stdout io.Writer) error {
 	}
 	dropped := len(r.Entries) - len(kept)
 	r.Entries = append(kept, trust.Revocation{
-		Subject: credential.Pseudonym(pk, *idNumber), Before: cut, DropAfter: cut.Add(*keep),
+		Subject: credential.Pseudonym(pk, id), Before: cut, DropAfter: cut.Add(*keep),
 	})
 	r.Version = max(r.Version+1, uint64(now.Unix()))
 	r.IssuedAt, r.Expires = now, now.Add(*valid)

@@ -3,8 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"github.com/checkpointd/checkpoint/internal/authority"
 	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
+	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/protocol"
 	"github.com/checkpointd/checkpoint/store"
 )
@@ -39,8 +40,26 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	trustPath := fl.String("trust", "", "signed trust list to serve (it must name list.pub)")
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
 	code := fl.String("issuer-code", "HC", "issuer code of the credentials it issues to holders")
+	region := fl.String("region", "", regionHelp+" (the credentials it issues to holders carry it)")
+	declarations := fl.Bool("declarations", false, "serve declarations: issue a holder's credential on an operator's request (admin token); needs --region")
+	tlsCert := fl.String("tls-cert", "", "serve HTTPS with this certificate (PEM); needed off loopback unless a TLS proxy on this host fronts it")
+	tlsKey := fl.String("tls-key", "", "the certificate's private key (PEM)")
 	if err := cli.Parse(fl, args, "keys", "db"); err != nil {
 		return err
+	}
+	if *declarations && *region == "" {
+		return cli.Usagef("--declarations needs --region: the credentials carry the issuing region")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return cli.Usagef("--tls-cert and --tls-key go together")
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return cli.Usagef("TLS certificate: %v", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	issuer, err := readPrivate(filepath.Join(*keys, "issuer.key"))
 	if err != nil {
@@ -54,7 +73,10 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	token, err := adminToken(filepath.Join(*keys, "admin.token"))
+	token, err := keyfile.CreateToken(filepath.Join(*keys, "admin.token"))
+	if errors.Is(err, keyfile.ErrTooOpen) {
+		return cli.UsageError{Msg: err.Error()}
+	}
 	if err != nil {
 		return err
 	}
@@ -72,69 +94,88 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 			return err
 		}
 	}
+	if w := regionWarning(*region); w != "" {
+		fmt.Fprintln(os.Stderr, "authority serve: "+w)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	scheme := "https"
+	if tlsConfig == nil {
+		scheme = "http"
+		if !loopback(ln.Addr()) {
+			// The admin token, enrolment tokens and the event logs would
+			// cross the network in the clear.
+			log.Warn("serving plain HTTP off loopback: tokens and event logs cross the network unencrypted; use --tls-cert and --tls-key (docs/sync.md)",
+				"component", "authority", "listen", ln.Addr().String())
+		}
+	}
 	srv := authority.New(db, authority.Keys{Issuer: issuer, IssuerCode: *code, List: list, Pseudonym: pk},
-		authority.Options{Clock: clk, Log: log, AdminToken: token})
+		authority.Options{Clock: clk, Log: log, AdminToken: token, Region: *region, Declarations: *declarations})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(stdout, "authority serving on http://%s\n", ln.Addr())
-	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	fmt.Fprintf(stdout, "authority serving on %s://%s\n", scheme, ln.Addr())
+	if err := srv.Serve(ctx, ln, tlsConfig); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// adminToken reads the admin token file, making one if there is none.
-func adminToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return strings.TrimSpace(string(b)), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	var t [24]byte
-	if _, err := rand.Read(t[:]); err != nil {
-		return "", err
-	}
-	token := hex.EncodeToString(t[:])
-	return token, os.WriteFile(path, []byte(token+"\n"), 0o600)
+// loopback reports whether addr is a loopback address.
+func loopback(addr net.Addr) bool {
+	a, ok := addr.(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
 }
 
-// adminCall posts an admin request to a serving authority.
+// adminCall posts an admin request to a serving authority and decodes
+// its answer into res.
 func adminCall(server, tokenFile, path string, req, res any) error {
-	tok, err := os.ReadFile(tokenFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return cli.Usagef("token file %s does not exist", tokenFile)
-	}
+	b, err := adminPost(server, tokenFile, path, req)
 	if err != nil {
 		return err
+	}
+	return protocol.Dec.Unmarshal(b, res)
+}
+
+// adminPost posts an admin request to a serving authority and returns
+// its answer.
+func adminPost(server, tokenFile, path string, req any) ([]byte, error) {
+	tok, err := keyfile.ReadToken(tokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, cli.Usagef("token file %s does not exist", tokenFile)
+	}
+	if errors.Is(err, keyfile.ErrTooOpen) {
+		return nil, cli.UsageError{Msg: err.Error()}
+	}
+	if err != nil {
+		return nil, err
 	}
 	body, err := protocol.Enc.Marshal(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r, err := http.NewRequest(http.MethodPost, strings.TrimRight(server, "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return cli.Usagef("--server: %v", err)
+		return nil, cli.Usagef("--server: %v", err)
 	}
-	r.Header.Set(protocol.HeaderAdmin, "Bearer "+strings.TrimSpace(string(tok)))
+	r.Header.Set(protocol.HeaderAdmin, "Bearer "+tok)
 	r.Header.Set("Content-Type", protocol.ContentType)
 	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Do(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
 	}
-	return protocol.Dec.Unmarshal(b, res)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
 }
 
 func enrollToken(args []string, _ clock.Clock, stdout io.Writer) error {
@@ -172,6 +213,63 @@ func status(args []string, _ clock.Clock, stdout io.Writer) error {
 	for _, d := range res.Devices {
 		fmt.Fprintf(stdout, "checkpoint %s (%s): %d events held, enrolled %s\n", d.ID, d.Name, d.Mark, d.Enrolled.Format(time.RFC3339))
 	}
+	return nil
+}
+
+// colour sets the colour the serving authority holds for a subject.
+func colour(args []string, _ clock.Clock, stdout io.Writer) error {
+	fl := newFlags("colour")
+	server := fl.String("server", "", "the serving authority")
+	token := fl.String("token", "", "its admin token file")
+	idNumber := fl.String("id-number", "", "the subject's ID number")
+	col := fl.String("colour", "", "green, yellow or red")
+	if err := cli.Parse(fl, args, "server", "token", "id-number", "colour"); err != nil {
+		return err
+	}
+	id, err := credential.ParseID(*idNumber)
+	if err != nil {
+		return cli.UsageError{Msg: err.Error()}
+	}
+	if _, err := credential.ParseStatus(*col); err != nil {
+		return cli.UsageError{Msg: err.Error()}
+	}
+	var res map[string]uint64
+	if err := adminCall(*server, *token, protocol.PathAdminColour, protocol.AdminColour{IDNumber: id, Colour: *col}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "colour set to %s; revocation list version %d\n", *col, res["version"])
+	return nil
+}
+
+// declare asks the serving authority for a holder's credential, as an
+// operator who has checked the holder's ID card.
+func declare(args []string, _ clock.Clock, stdout io.Writer) error {
+	fl := newFlags("declare")
+	server := fl.String("server", "", "the serving authority (started with --declarations)")
+	token := fl.String("token", "", "its admin token file")
+	idNumber := fl.String("id-number", "", "the holder's ID number, as on the card")
+	name := fl.String("name", "", "the holder's name, as on the card")
+	holderPath := fl.String("holder", "", "the holder's public key")
+	out := fl.String("out", "", "file to write the credential to")
+	if err := cli.Parse(fl, args, "server", "token", "id-number", "name", "holder", "out"); err != nil {
+		return err
+	}
+	id, err := credential.ParseID(*idNumber)
+	if err != nil {
+		return cli.UsageError{Msg: err.Error()}
+	}
+	holder, err := readPublic(*holderPath)
+	if err != nil {
+		return err
+	}
+	raw, err := adminPost(*server, *token, protocol.PathDeclare, protocol.Declaration{IDNumber: id, Name: *name, HolderKey: holder})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, raw, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "credential: %s\n", *out)
 	return nil
 }
 

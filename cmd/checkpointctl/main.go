@@ -29,6 +29,7 @@ import (
 
 	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
+	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/scanner"
@@ -94,7 +95,7 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	rootPath := fl.String("root", "", "pinned root public key")
 	revPath := fl.String("revocations", "", "signed revocation list (default: revocations not checked)")
 	policyPath := fl.String("policy", "", "policy file, JSON (default: the built-in policy)")
-	idNumber := fl.String("id-number", "", "ID number read from the holder's ID card, to match with the code")
+	idNumber := fl.String("id-number", "", "ID number read from the holder's ID card (18 characters), to match with the code")
 	var at cli.Time
 	fl.Var(&at, "at", "verification time (default now)")
 	uncertainty := fl.Duration("clock-uncertainty", 0, "how far the verification time may be off (negative: unknown)")
@@ -104,6 +105,11 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 	}
 	if (*text == "") == (*imagePath == "") {
 		return cli.Usagef("give exactly one of --text and --image")
+	}
+	if *idNumber != "" {
+		if _, err := credential.ParseID(*idNumber); err != nil {
+			return cli.Usagef("--id-number: %v", err)
+		}
 	}
 
 	root, err := keyfile.ReadPublic(*rootPath)
@@ -250,8 +256,8 @@ func report(w io.Writer, asJSON bool, source string, revs verify.Revocations, d 
 			if c.Static {
 				kind = "paper code"
 			}
-			fmt.Fprintf(w, "  %s: %s, %s, ID …%s, region %s, issuer %s (%s)\n",
-				kind, c.Status, c.MaskedName, c.IDSuffix, c.Region, c.Issuer, c.IssuerName)
+			fmt.Fprintf(w, "  %s: %s, %s, region %s, issuer %s (%s)\n",
+				kind, c.Status, c.MaskedName, c.Region, c.Issuer, c.IssuerName)
 			fmt.Fprintf(w, "  valid %s to %s\n", c.IssuedAt.Format(time.RFC3339), c.Expires.Format(time.RFC3339))
 			if c.PresentedAt != nil {
 				fmt.Fprintf(w, "  shown from the phone at %s\n", c.PresentedAt.Format(time.RFC3339))

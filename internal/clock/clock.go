@@ -21,7 +21,17 @@ type Monotonic interface {
 	Monotonic() time.Duration
 }
 
-// System is the machine's clock.
+// Boot is a clock that also reads the kernel's boot clock: an id that
+// changes at every boot of the machine, and the time since that boot,
+// which steps of the wall clock do not move. It carries time across a
+// restart of the process, not of the machine. ok is false where the boot
+// clock cannot be read.
+type Boot interface {
+	Boot() (id string, sinceBoot time.Duration, ok bool)
+}
+
+// System is the machine's clock. On Linux it is also a Boot clock
+// (/proc/sys/kernel/random/boot_id and CLOCK_BOOTTIME).
 type System struct{}
 
 var start = time.Now()

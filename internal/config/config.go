@@ -50,6 +50,13 @@ type Sync struct {
 	EnrollToken string   `toml:"enroll_token"` // one-time token from the authority's operator
 	Interval    Duration `toml:"interval"`
 	Batch       int      `toml:"batch"` // events per upload; 0: 5,000
+	// MaxAnchorRTT is the longest round trip of a status call that may
+	// anchor the clock; a slower answer leaves the previous anchor.
+	MaxAnchorRTT Duration `toml:"max_anchor_rtt"`
+	// CAFile names the certificates (PEM) to trust for an https
+	// authority instead of the system's: its own certificate authority, or
+	// its certificate itself.
+	CAFile string `toml:"ca_file"`
 }
 
 // Clock configures how far the checkpoint trusts its own clock.
@@ -108,7 +115,8 @@ func Defaults() Config {
 			Forget: Duration(3 * time.Second), Budget: Duration(60 * time.Millisecond),
 		},
 		Store: Store{Path: "/var/lib/checkpoint/checkpoint.db", DiskLowMB: 256, Retention: Duration(30 * 24 * time.Hour)},
-		Sync:  Sync{DeviceKey: "/var/lib/checkpoint/device.key", Interval: Duration(30 * time.Second)},
+		Sync: Sync{DeviceKey: "/var/lib/checkpoint/device.key", Interval: Duration(30 * time.Second),
+			MaxAnchorRTT: Duration(4 * time.Second)},
 		Clock: Clock{UnsyncedUncertainty: Duration(time.Second)},
 	}
 }
@@ -126,7 +134,7 @@ func Load(path string) (Config, error) {
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&c.Trust.RootKey, &c.Trust.TrustList, &c.Trust.Revocations, &c.Trust.Policy,
-		&c.Store.Path, &c.Sync.DeviceKey} {
+		&c.Store.Path, &c.Sync.DeviceKey, &c.Sync.CAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -154,6 +162,8 @@ func (c Config) Check() error {
 		return errors.New("config: store.path is required: the checkpoint must record its events")
 	case c.Sync.Authority != "" && c.Sync.DeviceKey == "":
 		return errors.New("config: sync.device_key is required with sync.authority")
+	case c.Sync.MaxAnchorRTT <= 0:
+		return errors.New("config: sync.max_anchor_rtt must be positive")
 	}
 	return nil
 }

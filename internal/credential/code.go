@@ -12,11 +12,11 @@ import (
 	"github.com/checkpointd/checkpoint/internal/base45"
 )
 
-// Prefix starts the QR text of every version-1 code.
-const Prefix = "CP1:"
+// Prefix starts the QR text of every version-2 code.
+const Prefix = "CP2:"
 
-// MaxTextLen caps the QR text accepted for parsing. A version-1 code is
-// about 420 characters; the cap leaves room for larger future versions and
+// MaxTextLen caps the QR text accepted for parsing. A version-2 code is
+// about 400 characters; the cap leaves room for larger future versions and
 // keeps hostile input from costing more than a few kilobytes.
 const MaxTextLen = 2048
 

@@ -1,7 +1,7 @@
 // Package credential implements the wire format of checkpoint health codes,
-// version 1, as docs/credential.md specifies it: the credential an authority
+// version 2, as docs/credential.md specifies it: the credential an authority
 // signs, the presentation a phone signs every few seconds, the static paper
-// code, and the "CP1:" QR text that carries them.
+// code, and the "CP2:" QR text that carries them.
 //
 // It encodes and decodes and checks signatures; it decides nothing. The
 // verify package turns a parsed code into a decision; cmd/authority issues
@@ -30,7 +30,7 @@ const (
 	KeyIDSize   = 4  // issuer key id: SHA-256 of the raw public key, truncated
 	IDSize      = 8  // credential id (CWT cti), random
 	SubjectSize = 10 // subject pseudonym, keyed hash of the ID number
-	IDHashSize  = 6  // salted slow hash of the ID number, for ID-card readers
+	IDHashSize  = 2  // salted slow hash of the ID number, for ID-card readers
 )
 
 // Limits on the text fields, so that a code stays within its QR size budget.
@@ -38,7 +38,6 @@ const (
 	MaxIssuerLen      = 8 // bytes
 	MaxRegionLen      = 12
 	MaxMaskedRunes    = 3
-	MaxIDSuffixLen    = 4
 	ClaimHealthCode   = -65537 // private-use CWT claim key of the health-code array
 	claimConfirmation = 8
 )
@@ -87,9 +86,8 @@ type Credential struct {
 	ID         []byte // CWT cti: credential id
 	Subject    []byte // subject pseudonym
 	Status     Status
-	Region     string // administrative division code (GB/T 2260), digits; a number on the wire
+	Region     string // issuing region, a GB/T 2260 code prefix such as "44"; never taken from the ID number
 	MaskedName string // e.g. 张*三, for the guard
-	IDSuffix   string // last characters of the ID number, for the guard
 	IDHash     []byte // see IDHash
 	IssuedAt   time.Time
 	Expires    time.Time
@@ -140,7 +138,6 @@ type healthWire struct {
 	Status     uint8
 	Region     uint64
 	MaskedName string
-	IDSuffix   string
 	IDHash     []byte
 }
 
@@ -209,8 +206,6 @@ func (c *Credential) check() error {
 		return malformed("region must be a code of 1 to %d digits", MaxRegionLen)
 	case utf8.RuneCountInString(c.MaskedName) > MaxMaskedRunes:
 		return malformed("masked name longer than %d characters", MaxMaskedRunes)
-	case len(c.IDSuffix) > MaxIDSuffixLen:
-		return malformed("ID suffix longer than %d bytes", MaxIDSuffixLen)
 	case len(c.IDHash) != IDHashSize:
 		return malformed("ID hash must be %d bytes", IDHashSize)
 	case c.HolderKey != nil && len(c.HolderKey) != ed25519.PublicKeySize:
@@ -247,7 +242,6 @@ func (c *Credential) toWire() claimsWire {
 			Status:     uint8(c.Status),
 			Region:     region,
 			MaskedName: c.MaskedName,
-			IDSuffix:   c.IDSuffix,
 			IDHash:     c.IDHash,
 		},
 	}
@@ -275,7 +269,6 @@ func fromWire(w *claimsWire) (*Credential, error) {
 		Status:     Status(w.HealthCode.Status),
 		Region:     strconv.FormatUint(w.HealthCode.Region, 10),
 		MaskedName: w.HealthCode.MaskedName,
-		IDSuffix:   w.HealthCode.IDSuffix,
 		IDHash:     w.HealthCode.IDHash,
 		IssuedAt:   time.Unix(int64(w.IssuedAt), 0).UTC(),
 		Expires:    time.Unix(int64(w.Expires), 0).UTC(),

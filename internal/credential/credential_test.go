@@ -35,7 +35,6 @@ func randomCredential(r *rand.Rand, holder ed25519.PublicKey) *credential.Creden
 		Status:     credential.Status(1 + r.IntN(3)),
 		Region:     strconv.FormatUint(1+r.Uint64N(999_999_999_999), 10),
 		MaskedName: credential.MaskName(names[r.IntN(len(names))]),
-		IDSuffix:   credential.IDSuffix(strconv.Itoa(r.IntN(100000))),
 		IDHash:     b(credential.IDHashSize),
 		IssuedAt:   iat,
 		Expires:    iat.Add(time.Duration(1+r.IntN(1000)) * time.Hour),
@@ -72,7 +71,7 @@ func TestRoundTrip(t *testing.T) {
 		got := code.Credential
 		if got.Issuer != c.Issuer || !bytes.Equal(got.ID, c.ID) || !bytes.Equal(got.Subject, c.Subject) ||
 			got.Status != c.Status || got.Region != c.Region || got.MaskedName != c.MaskedName ||
-			got.IDSuffix != c.IDSuffix || !bytes.Equal(got.IDHash, c.IDHash) || !got.IssuedAt.Equal(c.IssuedAt) ||
+			!bytes.Equal(got.IDHash, c.IDHash) || !got.IssuedAt.Equal(c.IssuedAt) ||
 			!got.Expires.Equal(c.Expires) || !bytes.Equal(got.HolderKey, c.HolderKey) || !bytes.Equal(got.KeyID, c.KeyID) {
 			t.Fatalf("round trip changed the credential:\n got %+v\nwant %+v", got, *c)
 		}
@@ -123,31 +122,40 @@ func TestIssueRejects(t *testing.T) {
 }
 
 // TestSizeBudget holds the format to its promise: a typical presentation
-// fits QR version 12 at level M, with room for one more byte, as
-// docs/credential.md says.
+// fits QR version 12 at level M, and so does one with any two of the
+// variable fields at their largest, as docs/credential.md says; a paper code
+// fits version 8.
 func TestSizeBudget(t *testing.T) {
 	f := credentialtest.New()
+	const (
+		longIssuer = "ABCDEFGH"
+		longRegion = "440305001001"
+		rareName   = "𠀀𠀀𠀀" // three characters of 4 bytes each
+	)
 	cases := []struct {
 		name    string
 		edit    func(*credential.Credential)
 		maxVer  int
 		maxText int
 	}{
-		{"typical", nil, 12, 419},
-		{"two-character name", func(c *credential.Credential) { c.MaskedName = credential.MaskName("王芳") }, 12, 419},
-		{"four-character name", func(c *credential.Credential) { c.MaskedName = credential.MaskName("欧阳明月") }, 12, 419},
-		{"rare four-byte character", func(c *credential.Credential) { c.MaskedName = "𠀀*丰" }, 12, 419},
-		{"issuer of three letters", func(c *credential.Credential) { c.Issuer = "GZH" }, 12, 419},
-		{"9-digit region", func(c *credential.Credential) { c.Region = "440305001" }, 12, 419},
-		{"three-letter issuer and a rare character", func(c *credential.Credential) {
-			c.Issuer = "GZH"
-			c.MaskedName = "𠀀*丰"
-		}, 13, 423},
-		{"12-digit region, 8-byte issuer", func(c *credential.Credential) {
-			c.Region = "440305001001"
-			c.Issuer = "ABCDEFGH"
-			c.MaskedName = "𠀀*𠀀"
-		}, 13, 450},
+		{"typical", nil, 12, 399},
+		{"two-character name", func(c *credential.Credential) { c.MaskedName = credential.MaskName("王芳") }, 12, 399},
+		{"four-character name", func(c *credential.Credential) { c.MaskedName = credential.MaskName("欧阳明月") }, 12, 399},
+		{"rare four-byte character", func(c *credential.Credential) { c.MaskedName = "𠀀*丰" }, 12, 400},
+		{"city region", func(c *credential.Credential) { c.Region = "4403" }, 12, 400},
+		{"county region", func(c *credential.Credential) { c.Region = "440305" }, 12, 403},
+		{"8-byte issuer, 12-digit region", func(c *credential.Credential) {
+			c.Issuer, c.Region = longIssuer, longRegion
+		}, 12, 419},
+		{"8-byte issuer, rare characters", func(c *credential.Credential) {
+			c.Issuer, c.MaskedName = longIssuer, rareName
+		}, 12, 419},
+		{"12-digit region, rare characters", func(c *credential.Credential) {
+			c.Region, c.MaskedName = longRegion, rareName
+		}, 12, 419},
+		{"everything at its largest", func(c *credential.Credential) {
+			c.Issuer, c.Region, c.MaskedName = longIssuer, longRegion, rareName
+		}, 13, 426},
 	}
 	for _, tc := range cases {
 		text := f.Present(f.Issue(f.Credential(tc.edit)), f.Now)
@@ -157,13 +165,17 @@ func TestSizeBudget(t *testing.T) {
 		}
 		t.Logf("%s: %d characters, %d bytes, QR version %d", tc.name, len(text), (len(text)-len(credential.Prefix))*2/3, v)
 		if v > tc.maxVer || len(text) > tc.maxText {
-			t.Errorf("%s: %d characters need QR version %d, budget version %d", tc.name, len(text), v, tc.maxVer)
+			t.Errorf("%s: %d characters need QR version %d, budget %d characters, version %d", tc.name, len(text), v, tc.maxText, tc.maxVer)
 		}
 		for _, c := range text {
 			if !strings.ContainsRune(base45.Alphabet, c) {
 				t.Fatalf("%q is outside the QR alphanumeric set", c)
 			}
 		}
+	}
+	paper := credential.EncodeText(f.Issue(f.Credential(func(c *credential.Credential) { c.HolderKey = nil })))
+	if v, err := qrcode.Version(paper); err != nil || v > 8 || len(paper) > 211 {
+		t.Errorf("paper code: %d characters, QR version %d (%v), budget 211 characters, version 8", len(paper), v, err)
 	}
 }
 
@@ -176,10 +188,12 @@ func TestParseTextErrors(t *testing.T) {
 	}{
 		{"", credential.ErrMalformed},
 		{"HC1:NCFOXN%TS3DH", credential.ErrMalformed},
-		{"CP1", credential.ErrMalformed},
-		{"CP2:" + good[4:], credential.ErrUnsupportedVersion},
+		{"CP2", credential.ErrMalformed},
+		{"CP1:" + good[4:], credential.ErrUnsupportedVersion},
+		{"CP1:ABC", credential.ErrUnsupportedVersion},
+		{"CP3:" + good[4:], credential.ErrUnsupportedVersion},
 		{"CP10:ABC", credential.ErrUnsupportedVersion},
-		{"cp1:" + good[4:], credential.ErrMalformed},
+		{"cp2:" + good[4:], credential.ErrMalformed},
 		{good[:len(good)-1], credential.ErrMalformed},
 		{good + "00", credential.ErrMalformed},
 		{credential.Prefix + base45.Encode([]byte{0x84, 0x40, 0xa0, 0xf6, 0x40}), credential.ErrMalformed},
@@ -214,22 +228,64 @@ func TestMaskName(t *testing.T) {
 
 func TestIDDerivations(t *testing.T) {
 	key := []byte("k")
-	if credential.IDSuffix(" 44030519900307123x ") != "123X" {
-		t.Error("IDSuffix does not normalise")
-	}
-	a := credential.Pseudonym(key, "44030519900307123X")
-	if !bytes.Equal(a, credential.Pseudonym(key, "44030519900307123x")) {
+	a := credential.Pseudonym(key, "11010519491231002X")
+	if !bytes.Equal(a, credential.Pseudonym(key, " 11010519491231002x ")) {
 		t.Error("pseudonym depends on the case of the check letter")
 	}
-	if bytes.Equal(a, credential.Pseudonym([]byte("other key"), "44030519900307123X")) {
+	if bytes.Equal(a, credential.Pseudonym([]byte("other key"), "11010519491231002X")) {
 		t.Error("pseudonym does not depend on the key")
 	}
-	if bytes.Equal(a, credential.Pseudonym(key, "44030519900307124X")) {
+	if bytes.Equal(a, credential.Pseudonym(key, "440305199003071236")) {
 		t.Error("pseudonyms of two numbers collide")
 	}
-	h := credential.IDHash("44030519900307123X", a)
-	if len(h) != credential.IDHashSize || bytes.Equal(h, credential.IDHash("44030519900307123X", credential.Pseudonym(key, "x"))) {
+	h := credential.IDHash("11010519491231002X", a)
+	if len(h) != credential.IDHashSize || !bytes.Equal(h, credential.IDHash("11010519491231002x", a)) {
+		t.Errorf("ID hash %x: want %d bytes, the same for a lower-case check letter", h, credential.IDHashSize)
+	}
+	if bytes.Equal(h, credential.IDHash("11010519491231002X", credential.Pseudonym(key, "x"))) {
 		t.Error("ID hash is not salted by the subject")
+	}
+}
+
+func TestParseID(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // want "" for a refusal
+		mention  string // what the refusal says
+	}{
+		{"11010519491231002X", "11010519491231002X", ""},
+		{" 11010519491231002x\n", "11010519491231002X", ""},
+		{"440305199003071236", "440305199003071236", ""},
+		{"44030519880506122X", "44030519880506122X", ""},
+		{"440305190001010017", "440305190001010017", ""}, // born 1900-01-01
+		{"440305200002290010", "440305200002290010", ""}, // 29 February of a leap year
+		{"440305199003071234", "", "check character"},
+		{"11010519491231002Y", "", "digit or X"},
+		{"110105194912310021", "", "check character"},
+		{"440305zz1224", "", "18 characters"},
+		{"4403051990030zz23X", "", "character 14 is not a digit"},
+		{"440305900307123", "", "first-generation"},
+		{"11010549123100", "", "18 characters"},
+		{"1101051949123100200", "", "18 characters"},
+		{"", "", "18 characters"},
+		{"440305199002300017", "", "birth date"},  // 30 February
+		{"440305199013010015", "", "birth date"},  // month 13
+		{"440305189912310012", "", "birth date"},  // 1899
+		{"040305199003071231", "", "region code"}, // no region starts with 0
+		{"44030５199003071236", "", "18 characters"},
+	} {
+		got, err := credential.ParseID(tc.in)
+		if tc.want != "" {
+			if got != tc.want || err != nil {
+				t.Errorf("ParseID(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+			continue
+		}
+		if !errors.Is(err, credential.ErrBadIDNumber) || got != "" || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("ParseID(%q) = %q, %v; want ErrBadIDNumber saying %q", tc.in, got, err, tc.mention)
+		}
+		if err != nil && len(tc.in) > 4 && strings.Contains(err.Error(), tc.in[:len(tc.in)-3]) {
+			t.Errorf("ParseID(%q): the error %q repeats the number", tc.in, err)
+		}
 	}
 }
 
@@ -237,9 +293,10 @@ func FuzzParseText(f *testing.F) {
 	fx := credentialtest.New()
 	f.Add(fx.Text())
 	f.Add(credential.EncodeText(fx.Issue(fx.Credential(func(c *credential.Credential) { c.HolderKey = nil }))))
-	f.Add("CP1:")
-	f.Add("CP2:ABC")
-	f.Add("CP1:GGW")
+	f.Add("CP2:")
+	f.Add("CP1:ABC")
+	f.Add("CP3:ABC")
+	f.Add("CP2:GGW")
 	f.Fuzz(func(t *testing.T, text string) {
 		code, err := credential.ParseText(text)
 		if err != nil {

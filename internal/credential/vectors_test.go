@@ -58,7 +58,6 @@ type Decoded struct {
 	Status      string     `json:"status"`
 	Region      string     `json:"region"`
 	MaskedName  string     `json:"masked_name"`
-	IDSuffix    string     `json:"id_suffix"`
 	IDHash      string     `json:"id_hash"`
 	IssuedAt    time.Time  `json:"issued_at"`
 	Expires     time.Time  `json:"expires"`
@@ -72,9 +71,9 @@ func decoded(c *credential.Code) *Decoded {
 		KeyID: hex.EncodeToString(c.Credential.KeyID), Issuer: c.Credential.Issuer,
 		ID: hex.EncodeToString(c.Credential.ID), Subject: hex.EncodeToString(c.Credential.Subject),
 		Status: c.Credential.Status.String(), Region: c.Credential.Region,
-		MaskedName: c.Credential.MaskedName, IDSuffix: c.Credential.IDSuffix,
-		IDHash:   hex.EncodeToString(c.Credential.IDHash),
-		IssuedAt: c.Credential.IssuedAt, Expires: c.Credential.Expires,
+		MaskedName: c.Credential.MaskedName,
+		IDHash:     hex.EncodeToString(c.Credential.IDHash),
+		IssuedAt:   c.Credential.IssuedAt, Expires: c.Credential.Expires,
 		HolderKey: hex.EncodeToString(c.Credential.HolderKey), Static: c.Credential.Static(),
 	}
 	if c.Presented {
@@ -130,7 +129,7 @@ func buildVectors(t *testing.T) map[string]*Vector {
 	}
 	derived := map[string]string{
 		"subject": hex.EncodeToString(c.Subject), "id_hash": hex.EncodeToString(c.IDHash),
-		"masked_name": c.MaskedName, "id_suffix": c.IDSuffix,
+		"masked_name": c.MaskedName,
 	}
 
 	vs := map[string]*Vector{}

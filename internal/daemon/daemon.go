@@ -9,6 +9,8 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,7 +166,7 @@ func (d *Daemon) openStore() (*store.Box, *sync.Estimator, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty))
+	est, err := sync.NewEstimator(d.clock, box, time.Duration(d.cfg.Clock.UnsyncedUncertainty), d.log)
 	if err != nil {
 		box.Close()
 		return nil, nil, err
@@ -191,11 +194,37 @@ func (d *Daemon) newSyncer(l *lists, box *store.Box, est *sync.Estimator) (*sync
 			}
 		}
 	}
+	client, err := httpClient(d.cfg.Sync.CAFile)
+	if err != nil {
+		return nil, err
+	}
 	return sync.New(sync.Config{
 		Authority: d.cfg.Sync.Authority, Name: d.cfg.Name, EnrollToken: d.cfg.Sync.EnrollToken,
 		DeviceKey: key, Root: l.root, Interval: time.Duration(d.cfg.Sync.Interval),
 		Retention: time.Duration(d.cfg.Store.Retention), Batch: d.cfg.Sync.Batch,
-	}, box, est, d.clock, d.log, nil)
+		MaxAnchorRTT: time.Duration(d.cfg.Sync.MaxAnchorRTT),
+	}, box, est, d.clock, d.log, client)
+}
+
+// httpClient is the client the sync talks to the authority with: it
+// trusts the certificates in caFile, if named, instead of the system's.
+func httpClient(caFile string) (*http.Client, error) {
+	c := &http.Client{Timeout: 60 * time.Second}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("sync.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("sync.ca_file %s: no PEM certificate in it", caFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.Transport = t
+	return c, nil
 }
 
 // SyncOnce runs one sync with the authority and reports it, without the
@@ -232,6 +261,12 @@ func (d *Daemon) SyncOnce(ctx context.Context, out io.Writer) error {
 		s.Trust().Version, v, set.Count, until.Format(time.RFC3339))
 	fmt.Fprintf(out, "clock: authority minus box %v; time now %s ± %v\n", st.Offset.Round(time.Millisecond),
 		now.Time.Format(time.RFC3339), now.Uncertainty.Round(time.Millisecond))
+	if st.AnchorRefused != "" {
+		fmt.Fprintf(out, "clock not anchored by this sync: %s\n", st.AnchorRefused)
+	}
+	if st.ClockStep != 0 {
+		fmt.Fprintf(out, "the wall clock was stepped %v against the clock anchor\n", st.ClockStep.Round(time.Second))
+	}
 	return nil
 }
 
@@ -404,7 +439,7 @@ func (d *Daemon) show(ev scanner.ScanEvent, dec verify.Decision, recorded bool) 
 	zh, en := dec.Outcome.Words()
 	line := fmt.Sprintf("%s  %-6s %s %s", now.Format("15:04:05"), strings.ToUpper(dec.Outcome.String()), zh, en)
 	if c := dec.Code; c != nil {
-		line += fmt.Sprintf("  %s …%s %s", c.MaskedName, c.IDSuffix, c.Status)
+		line += fmt.Sprintf("  %s %s", c.MaskedName, c.Status)
 	}
 	if dec.Repeat {
 		line += "  (same person, already shown)"

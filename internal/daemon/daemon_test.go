@@ -149,7 +149,7 @@ checkpoint_scans_total 3
 		evs[0].Reasons != nil || evs[0].Gate != "checkpoint" || evs[0].ClockUncertainty != time.Second {
 		t.Errorf("recorded %+v", evs[:2])
 	}
-	for _, secret := range []string{"CP1:", credentialtest.IDNumber, credentialtest.Name, "张"} {
+	for _, secret := range []string{credential.Prefix, credentialtest.IDNumber, credentialtest.Name, "张"} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the log holds %q", secret)
 		}
@@ -194,7 +194,7 @@ func TestNeverSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out := display.String(); !strings.Contains(out, "REFER") || !strings.Contains(out, "revocation_list_stale") ||
-		!strings.Contains(out, "张*丰") {
+		!strings.Contains(out, "张*丰 green") {
 		t.Errorf("display:\n%s", out)
 	}
 }

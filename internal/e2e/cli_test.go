@@ -3,9 +3,11 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/scene"
 )
 
@@ -108,7 +111,6 @@ type verdict struct {
 	Reasons  []string `json:"reasons"`
 	Code     *struct {
 		MaskedName string `json:"masked_name"`
-		IDSuffix   string `json:"id_suffix"`
 		Static     bool   `json:"static"`
 	} `json:"code"`
 }
@@ -134,25 +136,26 @@ func TestCommandLineContract(t *testing.T) {
 
 	issue := func(out, colour string, extra ...string) {
 		args := append([]string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub",
-			"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", colour,
-			"--at", issueAt, "--out", out}, extra...)
+			"--id-number", "11010519491231002X", "--name", "张三丰", "--colour", colour,
+			"--region", "44", "--at", issueAt, "--out", out}, extra...)
 		must(t, dir, "authority", args...)
 	}
 	issue("green.cbor", "green")
 	issue("yellow.cbor", "yellow")
-	issue("red.cbor", "red", "--region", "440106")
+	issue("red.cbor", "red", "--region", "4401")
 	issue("expired.cbor", "green", "--at", "2026-11-23T12:00:00Z", "--valid", "24h")
 	must(t, dir, "authority", "issue", "--issuer", "forger/issuer.key", "--holder", "phone/holder.pub",
-		"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", "green", "--at", issueAt, "--out", "forged.cbor")
-	must(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--static", "--id-number", "440305193904051117",
-		"--name", "周九", "--colour", "green", "--at", issueAt, "--valid", "168h", "--out", "paper.cbor")
+		"--id-number", "11010519491231002X", "--name", "张三丰", "--colour", "green", "--region", "44", "--at", issueAt,
+		"--out", "forged.cbor")
+	must(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--static", "--id-number", "440305193904051112",
+		"--name", "周九", "--colour", "green", "--region", "44", "--at", issueAt, "--valid", "168h", "--out", "paper.cbor")
 
 	present := func(cred string, extra ...string) string {
 		args := append([]string{"present", "--credential", cred, "--key", "phone/holder.key", "--at", presentAt}, extra...)
 		return strings.TrimSpace(must(t, dir, "holder", args...))
 	}
 	green := present("green.cbor", "--png", "green.png")
-	if !strings.HasPrefix(green, "CP1:") {
+	if !strings.HasPrefix(green, "CP2:") {
 		t.Fatalf("holder present printed %q", green)
 	}
 
@@ -185,8 +188,9 @@ func TestCommandLineContract(t *testing.T) {
 		{"forged", []string{"--text", present("forged.cbor")}, "refuse", []string{"unknown_issuer_key"}},
 		{"screenshot", []string{"--text", present("green.cbor", "--at", "2026-11-25T11:58:10Z")}, "refuse", []string{"presentation_stale"}},
 		{"paper code", []string{"--text", paper}, "refer", []string{"static_code"}},
-		{"paper code with ID card", []string{"--text", paper, "--id-number", "440305193904051117"}, "pass", []string{"static_code"}},
-		{"garbage", []string{"--text", "CP1:ABC"}, "refuse", []string{"malformed"}},
+		{"paper code with ID card", []string{"--text", paper, "--id-number", "440305193904051112"}, "pass", []string{"static_code"}},
+		{"garbage", []string{"--text", "CP2:ABC"}, "refuse", []string{"malformed"}},
+		{"version 1", []string{"--text", "CP1:" + green[len("CP2:"):]}, "refuse", []string{"unsupported_version"}},
 		{"other version", []string{"--text", "CP7:ABC"}, "refuse", []string{"unsupported_version"}},
 	}
 	for _, tc := range cases {
@@ -203,7 +207,7 @@ func TestCommandLineContract(t *testing.T) {
 	}
 
 	t.Run("revoked", func(t *testing.T) {
-		must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "44030519900307123x",
+		must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "11010519491231002x",
 			"--at", "2026-11-25T12:00:02Z", "--list", "revocations.cbor")
 		v := verifyJSON(t, 1, "--text", green, "--revocations", "revocations.cbor")
 		if v.Decision != "refuse" || !slices.Equal(v.Reasons, []string{"revoked"}) {
@@ -219,7 +223,8 @@ func TestCommandLineContract(t *testing.T) {
 
 	t.Run("human output", func(t *testing.T) {
 		r := runTool(t, dir, "checkpointctl", "verify", "--text", green, "--trust", "trust.cbor", "--root", "auth/root.pub", "--at", verifyAt)
-		if r.code != 0 || !strings.Contains(r.stdout, "PASS") || !strings.Contains(r.stdout, "通过") || !strings.Contains(r.stdout, "张*丰") {
+		if r.code != 0 || !strings.Contains(r.stdout, "PASS") || !strings.Contains(r.stdout, "通过") ||
+			!strings.Contains(r.stdout, "张*丰, region 44,") {
 			t.Errorf("exit %d: %s", r.code, r.stdout)
 		}
 	})
@@ -236,10 +241,23 @@ func TestCommandLineContract(t *testing.T) {
 			{"checkpointctl", []string{"verify", "--trust", "trust.cbor", "--root", "auth/root.pub"}, "--text"},
 			{"checkpointctl", []string{"verify", "--bogus"}, "bogus"},
 			{"checkpointctl", []string{"frobnicate"}, "frobnicate"},
-			{"authority", []string{"issue", "--issuer", "nosuch.key", "--holder", "phone/holder.pub", "--id-number", "1",
+			{"authority", []string{"issue", "--issuer", "nosuch.key", "--holder", "phone/holder.pub", "--id-number", "11010519491231002X",
 				"--name", "x", "--colour", "green", "--region", "44", "--out", "x.cbor"}, "nosuch.key"},
-			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "440305",
-				"--name", "x", "--colour", "purple", "--out", "x.cbor"}, "purple"},
+			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "11010519491231002X",
+				"--name", "x", "--colour", "purple", "--region", "44", "--out", "x.cbor"}, "purple"},
+			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "11010519491231002X",
+				"--name", "x", "--colour", "green", "--out", "x.cbor"}, "--region is required: the issuing region code, e.g. 44"},
+			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "440305zz1224",
+				"--name", "x", "--colour", "green", "--region", "44", "--out", "x.cbor"}, "--id-number: not a valid ID number"},
+			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "110105491231002",
+				"--name", "x", "--colour", "green", "--region", "44", "--out", "x.cbor"}, "first-generation"},
+			{"authority", []string{"issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", "110105194912310021",
+				"--name", "x", "--colour", "green", "--region", "44", "--out", "x.cbor"}, "check character"},
+			{"authority", []string{"revoke", "--root", "auth/root.key", "--id-number", "440305zz1224", "--list", "r.cbor"}, "--id-number"},
+			{"authority", []string{"revoke", "--server", "http://127.0.0.1:9", "--token", "auth/admin.token", "--id-number", "110105491231002"},
+				"first-generation"},
+			{"checkpointctl", []string{"verify", "--text", green, "--trust", "trust.cbor", "--root", "auth/root.pub",
+				"--id-number", "440305zz1224"}, "--id-number: not a valid ID number"},
 			{"authority", []string{"trust", "--root", "auth/root.key", "--out", "t.cbor"}, "--issuer"},
 			{"holder", []string{"present", "--credential", "nosuch.cbor", "--key", "phone/holder.key"}, "nosuch.cbor"},
 			{"holder", []string{"present", "--credential", "green.cbor", "--key", "forger/issuer.key"}, "not the holder key"},
@@ -257,7 +275,7 @@ func TestCommandLineContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := runTool(t, dir, "authority", "issue", "--issuer", "loose/issuer.key", "--holder", "phone/holder.pub",
-			"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", "green", "--out", "loose.cbor")
+			"--id-number", "11010519491231002X", "--name", "张三丰", "--colour", "green", "--region", "44", "--out", "loose.cbor")
 		if r.code == 0 || !strings.Contains(r.stderr, "readable by group or others") {
 			t.Errorf("exit %d: %s", r.code, r.stderr)
 		}
@@ -285,6 +303,65 @@ func TestCommandLineContract(t *testing.T) {
 	})
 }
 
+// TestCodeCarriesNothingOfTheIDNumber issues credentials to two people born
+// in different regions, alike in everything else, and checks that only the
+// subject pseudonym and the ID hash tell their codes apart: the region is
+// the issuer's, and no text in a code holds any part of an ID number.
+func TestCodeCarriesNothingOfTheIDNumber(t *testing.T) {
+	readSources()
+	dir := t.TempDir()
+	must(t, dir, "authority", "keygen", "--out", "auth")
+	must(t, dir, "holder", "keygen", "--out", "phone")
+	ids := []string{"11010519491231002X", "44030519880506122X"} // born in Beijing and in Shenzhen
+	var creds []credential.Credential
+	for i, id := range ids {
+		out := fmt.Sprintf("c%d.cbor", i)
+		must(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", id,
+			"--name", "张三丰", "--colour", "green", "--region", "44", "--at", issueAt, "--out", out)
+		raw, err := os.ReadFile(filepath.Join(dir, out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, err := credential.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := code.Credential
+		if c.Region != "44" {
+			t.Errorf("the code of an ID number starting %s carries region %s, want the issuing region 44", id[:6], c.Region)
+		}
+		fields := reflect.ValueOf(c)
+		for f := 0; f < fields.NumField(); f++ {
+			v := fields.Field(f)
+			if v.Kind() != reflect.String || fields.Type().Field(f).Name == "Region" {
+				continue
+			}
+			for j := 0; j+2 <= len(id); j++ {
+				if strings.Contains(v.String(), id[j:j+2]) {
+					t.Errorf("%s %q holds %q of the ID number", fields.Type().Field(f).Name, v.String(), id[j:j+2])
+				}
+			}
+		}
+		creds = append(creds, c)
+	}
+	a, b := creds[0], creds[1]
+	if bytes.Equal(a.Subject, b.Subject) {
+		t.Error("two ID numbers have one subject")
+	}
+	// The subject and ID hash come from the ID number; the credential id
+	// is random.
+	b.Subject, b.IDHash, b.ID = a.Subject, a.IDHash, a.ID
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("the codes differ in more than the subject and ID hash:\n%+v\n%+v", a, b)
+	}
+
+	r := runTool(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub", "--id-number", ids[0],
+		"--name", "张三丰", "--colour", "green", "--region", "440305", "--out", "county.cbor")
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: region 440305") || !strings.Contains(r.stderr, "3.65×10^7") {
+		t.Errorf("issue for a county region: exit %d, stderr %q; want a warning", r.code, r.stderr)
+	}
+}
+
 // TestDecodeAndDaemon runs checkpointctl decode on pictures and checkpointd
 // on a rendered video, as processes.
 func TestDecodeAndDaemon(t *testing.T) {
@@ -294,7 +371,7 @@ func TestDecodeAndDaemon(t *testing.T) {
 	must(t, dir, "holder", "keygen", "--out", "phone")
 	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub", "--out", "trust.cbor")
 	must(t, dir, "authority", "issue", "--issuer", "auth/issuer.key", "--holder", "phone/holder.pub",
-		"--id-number", "44030519900307123X", "--name", "张三丰", "--colour", "green", "--out", "c.cbor")
+		"--id-number", "11010519491231002X", "--name", "张三丰", "--colour", "green", "--region", "44", "--out", "c.cbor")
 	text := strings.TrimSpace(must(t, dir, "holder", "present", "--credential", "c.cbor", "--key", "phone/holder.key", "--png", "code.png"))
 
 	// An image with no code at all.
@@ -338,7 +415,7 @@ func TestDecodeAndDaemon(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "110101199001010011", "--list", "revs.cbor")
+	must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "110101199001010015", "--list", "revs.cbor")
 	if err := os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(`name = "e2e"
 [trust]
 root_key = "auth/root.pub"
@@ -362,7 +439,7 @@ path = "cp.db"
 	if err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &dec); err != nil || dec.Decision != "pass" {
 		t.Errorf("checkpointd showed %q (%v)", r.stdout, err)
 	}
-	if strings.Contains(r.stderr, "CP1:") || strings.Contains(r.stderr, "张") {
+	if strings.Contains(r.stderr, "CP2:") || strings.Contains(r.stderr, "张") {
 		t.Error("checkpointd logged a code or a name")
 	}
 	if r := runTool(t, dir, "checkpointd", "--config", "nosuch.toml"); r.code != 2 || !strings.Contains(r.stderr, "nosuch.toml") {

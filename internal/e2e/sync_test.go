@@ -28,22 +28,24 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// authorityProc is a running `authority serve`.
+// authorityProc is a running `authority serve`. Its standard error may
+// be read once it has been killed.
 type authorityProc struct {
-	cmd *exec.Cmd
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
 }
 
-func startAuthority(t *testing.T, dir, addr string) *authorityProc {
+func startAuthority(t *testing.T, dir, addr string, extra ...string) *authorityProc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(toolsDir, "authority"), "serve", "--keys", "auth", "--db", "authority.db",
-		"--trust", "trust.cbor", "--listen", addr)
+	args := append([]string{"serve", "--keys", "auth", "--db", "authority.db", "--trust", "trust.cbor", "--listen", addr}, extra...)
+	cmd := exec.Command(filepath.Join(toolsDir, "authority"), args...)
 	cmd.Dir = dir
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func startAuthority(t *testing.T, dir, addr string) *authorityProc {
 		cmd.Wait()
 		t.Fatalf("the authority did not start:\n%s", stderr.String())
 	}
-	return &authorityProc{cmd: cmd}
+	return &authorityProc{cmd: cmd, stderr: stderr}
 }
 
 func (a *authorityProc) kill() {

@@ -1,16 +1,18 @@
 // Package keyfile reads and writes the key files of the authority, the
 // holder simulator and the checkpoint: Ed25519 keys as PEM (PKCS #8 for
-// private keys, PKIX for public keys) and the authority's pseudonym secret.
+// private keys, PKIX for public keys), the authority's pseudonym secret and
+// bearer tokens (the authority's admin token).
 //
-// Private key files are written with mode 0600 and refused when group or
-// others may read them. cmd/authority, cmd/holder and cmd/checkpointctl
-// import it.
+// Private key and token files are written with mode 0600 and refused when
+// group or others may read them. cmd/authority, cmd/holder,
+// cmd/checkpointctl and checkpointd import it.
 package keyfile
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ErrTooOpen is returned (wrapped) for a secret file others can read.
@@ -117,7 +120,46 @@ func ReadPseudonymKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// CreateToken writes a new random bearer token (24 bytes, hex) to path
+// with mode 0600 unless a file is there already, and returns the token in
+// the file.
+func CreateToken(path string) (string, error) {
+	t, err := ReadToken(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return t, err
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	token := hex.EncodeToString(b[:])
+	return token, writeAtomic(path, []byte(token+"\n"), 0o600)
+}
+
+// ReadToken reads a bearer token file: one line of text, refused when
+// group or others may read it, like a private key.
+func ReadToken(path string) (string, error) {
+	data, err := readProtected(path)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(data))
+	if t == "" || strings.ContainsAny(t, " \t\r\n") {
+		return "", fmt.Errorf("%s: not a token file (one line, no spaces)", path)
+	}
+	return t, nil
+}
+
 func readSecret(path, blockType string) ([]byte, error) {
+	data, err := readProtected(path)
+	if err != nil {
+		return nil, err
+	}
+	return decodePEM(path, data, blockType)
+}
+
+// readProtected reads a small secret file that only its owner may read.
+func readProtected(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -130,11 +172,7 @@ func readSecret(path, blockType string) ([]byte, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: %w (mode %#o): run chmod 600 %s", path, ErrTooOpen, st.Mode().Perm(), path)
 	}
-	data, err := readAllLimited(f, path)
-	if err != nil {
-		return nil, err
-	}
-	return decodePEM(path, data, blockType)
+	return readAllLimited(f, path)
 }
 
 // Key files are small; refuse to read anything large.

@@ -67,3 +67,40 @@ func TestPseudonymKeyIsNeverReplaced(t *testing.T) {
 		t.Fatal("pseudonym key changed")
 	}
 }
+
+// TestTokenFile: a token file is made once, kept, and refused like a
+// private key when others can read it.
+func TestTokenFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "admin.token")
+	tok, err := CreateToken(p)
+	if err != nil || len(tok) != 48 {
+		t.Fatalf("CreateToken: %q %v", tok, err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Errorf("token written with mode %v", st.Mode().Perm())
+	}
+	if again, err := CreateToken(p); err != nil || again != tok {
+		t.Errorf("second CreateToken: %q %v, want the first token kept", again, err)
+	}
+	if got, err := ReadToken(p); err != nil || got != tok {
+		t.Errorf("ReadToken: %q %v", got, err)
+	}
+	for mode, want := range map[os.FileMode]error{0o644: ErrTooOpen, 0o640: ErrTooOpen, 0o604: ErrTooOpen, 0o400: nil} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadToken(p); !errors.Is(err, want) {
+			t.Errorf("mode %v: %v, want %v", mode, err, want)
+		}
+		if _, err := CreateToken(p); !errors.Is(err, want) {
+			t.Errorf("CreateToken over mode %v: %v, want %v", mode, err, want)
+		}
+	}
+	os.Chmod(p, 0o600)
+	if err := os.WriteFile(p, []byte("two words\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadToken(p); err == nil {
+		t.Error("read a token with a space in it")
+	}
+}

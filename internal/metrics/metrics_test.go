@@ -132,6 +132,7 @@ func TestSyncCollector(t *testing.T) {
 	golden(t, "sync", NewSyncCollector(fakeSyncer{
 		LastAttempt: t0.Add(time.Minute), LastOK: t0, Failures: 2, Mark: 10, Unsent: 5,
 		TrustVersion: 3, RevocationVersion: 7, Offset: -1500 * time.Millisecond,
+		AnchorRefused: "round trip 40s above max_anchor_rtt 4s", ClockStep: 24 * time.Hour,
 	}))
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -32,6 +33,7 @@ const (
 	PathAdminRevoke = "/v1/admin/revoke"
 	PathAdminToken  = "/v1/admin/enroll-token"
 	PathAdminStatus = "/v1/admin/status"
+	PathAdminColour = "/v1/admin/colour"
 )
 
 // ContentType of every body.
@@ -44,12 +46,18 @@ const (
 	TypeManifest = "application/cp-revocation-manifest+cbor"
 )
 
-// Request headers of a device's signed request.
+// Request headers of a device's signed request (docs/sync.md).
 const (
-	HeaderDevice    = "Checkpoint-Device"
-	HeaderNonce     = "Checkpoint-Nonce"
-	HeaderSignature = "Checkpoint-Signature"
-	HeaderAdmin     = "Authorization"
+	HeaderDevice        = "Checkpoint-Device"
+	HeaderNonce         = "Checkpoint-Nonce"
+	HeaderTime          = "Checkpoint-Time"
+	HeaderContentSHA256 = "Checkpoint-Content-SHA256"
+	HeaderSignature     = "Checkpoint-Signature"
+	HeaderAdmin         = "Authorization"
+	// HeaderServerTime comes with a 401 for a request whose time was
+	// outside the authority's window: the authority's time, unsigned, for
+	// dating the next request and nothing else.
+	HeaderServerTime = "Checkpoint-Server-Time"
 )
 
 // EnrollRequest enrols a checkpoint with a one-time token from the
@@ -114,12 +122,22 @@ type ChunkInfo struct {
 	Entries int      `cbor:"2,keyasint"`
 }
 
-// Declaration is a holder's daily declaration, answered with a credential.
+// Declaration asks for a holder's daily credential: an operator who has
+// checked the holder's ID card sends it with the admin token. It carries no
+// colour: the colour is the authority's (AdminColour), never the caller's,
+// and a declaration with any other field (key 3 was the colour) is
+// refused (DecStrict).
 type Declaration struct {
 	IDNumber  string `cbor:"1,keyasint"`
 	Name      string `cbor:"2,keyasint"`
-	Colour    string `cbor:"3,keyasint"`
 	HolderKey []byte `cbor:"4,keyasint"`
+}
+
+// AdminColour sets the colour the authority holds for a subject; the
+// credentials issued before are revoked.
+type AdminColour struct {
+	IDNumber string `cbor:"1,keyasint"`
+	Colour   string `cbor:"2,keyasint"`
 }
 
 // AdminRevoke revokes a subject's credentials issued at or before Before.
@@ -198,10 +216,12 @@ func DecodeChunk(b []byte) ([]store.RevEntry, error) {
 	return out, nil
 }
 
-// Enc and Dec are the CBOR modes of the protocol.
+// Enc and Dec are the CBOR modes of the protocol; DecStrict also refuses
+// fields the message does not define.
 var (
-	Enc cbor.EncMode
-	Dec cbor.DecMode
+	Enc       cbor.EncMode
+	Dec       cbor.DecMode
+	DecStrict cbor.DecMode
 )
 
 func init() {
@@ -211,48 +231,96 @@ func init() {
 	if Enc, err = opts.EncMode(); err != nil {
 		panic(err)
 	}
-	if Dec, err = (cbor.DecOptions{DupMapKey: cbor.DupMapKeyEnforcedAPF, MaxArrayElements: 1 << 22,
-		IndefLength: cbor.IndefLengthForbidden}).DecMode(); err != nil {
+	dec := cbor.DecOptions{DupMapKey: cbor.DupMapKeyEnforcedAPF, MaxArrayElements: 1 << 22,
+		IndefLength: cbor.IndefLengthForbidden}
+	if Dec, err = dec.DecMode(); err != nil {
+		panic(err)
+	}
+	dec.ExtraReturnErrors = cbor.ExtraDecErrorUnknownField
+	if DecStrict, err = dec.DecMode(); err != nil {
 		panic(err)
 	}
 }
 
-// signedBytes is what a device signs for a request.
-func signedBytes(method, uri, nonce string, body []byte) []byte {
-	sum := sha256.Sum256(body)
-	return []byte("checkpoint-request-v1\n" + method + "\n" + uri + "\n" + nonce + "\n" + hex.EncodeToString(sum[:]))
+// The request-signing scheme's name, the first line of what is signed.
+const requestScheme = "checkpoint-request-v2"
+
+// signedBytes is what a device signs for a request: everything the
+// authority needs to check before it reads the body, which the
+// Content-SHA256 header then binds.
+func signedBytes(method, uri, at, nonce, contentHash string) []byte {
+	return []byte(requestScheme + "\n" + method + "\n" + uri + "\n" + at + "\n" + nonce + "\n" + contentHash)
 }
 
-// SignRequest adds the device's headers to r, whose body is body.
-func SignRequest(r *http.Request, deviceID string, key ed25519.PrivateKey, nonce []byte, body []byte) {
+// SignRequest adds the device's headers to r, whose body is body: the
+// device, a fresh nonce, the time at (the device's best idea of the
+// authority's time), the body's SHA-256, and the signature over them.
+func SignRequest(r *http.Request, deviceID string, key ed25519.PrivateKey, nonce []byte, at time.Time, body []byte) {
 	n := hex.EncodeToString(nonce)
+	t := strconv.FormatInt(at.Unix(), 10)
+	sum := sha256.Sum256(body)
+	h := hex.EncodeToString(sum[:])
 	r.Header.Set(HeaderDevice, deviceID)
 	r.Header.Set(HeaderNonce, n)
-	r.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, signedBytes(r.Method, r.URL.RequestURI(), n, body))))
+	r.Header.Set(HeaderTime, t)
+	r.Header.Set(HeaderContentSHA256, h)
+	r.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, signedBytes(r.Method, r.URL.RequestURI(), t, n, h))))
 }
 
 // ErrUnauthenticated is a request without a valid device signature.
 var ErrUnauthenticated = errors.New("request not signed by an enrolled device")
 
-// VerifyRequest checks a device's signature on r with body, looking up
-// the device's key. It returns the device and the request's nonce.
-func VerifyRequest(r *http.Request, body []byte, keyOf func(id string) (ed25519.PublicKey, error)) (string, []byte, error) {
-	id := r.Header.Get(HeaderDevice)
-	n := r.Header.Get(HeaderNonce)
+// ErrBodyMismatch is a body that is not the one the device signed.
+var ErrBodyMismatch = errors.New("request body does not match its signed hash")
+
+// SignedRequest is what a device's signed headers say.
+type SignedRequest struct {
+	Device string
+	Nonce  []byte
+	Time   time.Time // the device's time at signing
+	body   [32]byte  // the SHA-256 the device signed for the body
+}
+
+// VerifyRequest checks a device's signature on r's headers, looking up
+// the device's key, without reading the body: the authority authenticates
+// a request before it reads or stores anything the request carries.
+// CheckBody then checks the body against the signed hash. The caller
+// checks the time and the nonce (replays).
+func VerifyRequest(r *http.Request, keyOf func(id string) (ed25519.PublicKey, error)) (SignedRequest, error) {
+	var sr SignedRequest
+	sr.Device = r.Header.Get(HeaderDevice)
+	n, t, h := r.Header.Get(HeaderNonce), r.Header.Get(HeaderTime), r.Header.Get(HeaderContentSHA256)
 	sig, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderSignature))
-	if id == "" || err != nil {
-		return "", nil, ErrUnauthenticated
+	if sr.Device == "" || len(sr.Device) > 64 || err != nil || len(sig) != ed25519.SignatureSize {
+		return sr, ErrUnauthenticated
 	}
-	nonce, err := hex.DecodeString(n)
-	if err != nil || len(nonce) < 8 || len(nonce) > 64 {
-		return "", nil, ErrUnauthenticated
+	if sr.Nonce, err = hex.DecodeString(n); err != nil || len(sr.Nonce) < 8 || len(sr.Nonce) > 64 {
+		return sr, ErrUnauthenticated
 	}
-	key, err := keyOf(id)
+	unix, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || unix < 0 || unix > 1<<40 {
+		return sr, ErrUnauthenticated
+	}
+	sr.Time = time.Unix(unix, 0).UTC()
+	sum, err := hex.DecodeString(h)
+	if err != nil || len(sum) != sha256.Size {
+		return sr, ErrUnauthenticated
+	}
+	sr.body = [32]byte(sum)
+	key, err := keyOf(sr.Device)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+		return sr, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
-	if !ed25519.Verify(key, signedBytes(r.Method, r.URL.RequestURI(), n, body), sig) {
-		return "", nil, ErrUnauthenticated
+	if !ed25519.Verify(key, signedBytes(r.Method, r.URL.RequestURI(), t, n, h), sig) {
+		return sr, ErrUnauthenticated
 	}
-	return id, nonce, nil
+	return sr, nil
+}
+
+// CheckBody reports whether body is the one the device signed.
+func (sr SignedRequest) CheckBody(body []byte) error {
+	if sha256.Sum256(body) != sr.body {
+		return ErrBodyMismatch
+	}
+	return nil
 }

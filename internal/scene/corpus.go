@@ -135,8 +135,9 @@ func Corpus(seed uint64, n, empty int, text func(i int) string) []Case {
 	return cases
 }
 
-// CodeText returns a text shaped like a presentation ("CP1:" and the Base45
-// of 275 random bytes: QR version 12), different for each i.
+// CodeText returns a text shaped like a presentation (the code prefix and
+// the Base45 of 275 random bytes: QR version 12, as a presentation with a
+// little more than a typical one's 263 bytes), different for each i.
 func CodeText(i int) string {
 	r := rand.New(rand.NewPCG(uint64(i), 0x7e47))
 	raw := make([]byte, 275)

@@ -244,7 +244,7 @@ func upload(w io.Writer, dir string, n int) {
 	defer box.Close()
 	rate := recordInto(box, n, 256)
 	progress("recorded at %.0f events/s; uploading...", rate)
-	est, err := sync.NewEstimator(clock.System{}, box, -1)
+	est, err := sync.NewEstimator(clock.System{}, box, -1, nil)
 	if err != nil {
 		fail(err)
 	}

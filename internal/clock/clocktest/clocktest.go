@@ -3,16 +3,20 @@
 package clocktest
 
 import (
+	"strconv"
 	"sync"
 	"time"
 )
 
 // Fake is a clock that moves only when told to; waiters fire when it
-// passes their time. It is safe for concurrent use.
+// passes their time. It is also a clock.Monotonic and a clock.Boot. It is
+// safe for concurrent use.
 type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
 	mono    time.Duration
+	boots   int           // reboots so far
+	boot    time.Duration // the boot clock's reading
 	waiters []waiter
 }
 
@@ -61,8 +65,25 @@ func (f *Fake) Monotonic() time.Duration {
 	return f.mono
 }
 
+// Boot returns the fake boot id and the boot clock's reading: Advance
+// moves it, Set does not, Reboot starts a new boot.
+func (f *Fake) Boot() (id string, sinceBoot time.Duration, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return "fake-boot-" + strconv.Itoa(f.boots), f.boot, true
+}
+
+// Reboot starts a new boot of the machine: a new boot id, and the boot
+// clock back at zero. The wall clock and the monotonic reading stay.
+func (f *Fake) Reboot() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.boots++
+	f.boot = 0
+}
+
 // Set steps the wall clock to t, forwards or backwards, as an operator or
-// a broken battery does; the monotonic reading stays. It fires the waiters
+// a broken battery does; the monotonic and boot readings stay. It fires the waiters
 // it passes.
 func (f *Fake) Set(t time.Time) {
 	f.mu.Lock()
@@ -84,10 +105,12 @@ func (f *Fake) set(t time.Time) {
 	f.waiters = kept
 }
 
-// Advance lets d pass: both the wall clock and the monotonic reading move.
+// Advance lets d pass: the wall clock, the monotonic reading and the boot
+// clock move.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mono += d
+	f.boot += d
 	f.set(f.now.Add(d))
 }

@@ -33,9 +33,11 @@ type Fixture struct {
 	subject, idHash []byte // the holder's, computed once: the hash is slow
 }
 
-// IDNumber and Name are the fixture's holder.
+// IDNumber and Name are the fixture's holder. The number is GB 11643's own
+// example, of a person born in Beijing; the credential is issued in
+// Guangdong (region 44).
 const (
-	IDNumber = "44030519900307123X"
+	IDNumber = "11010519491231002X"
 	Name     = "张三丰"
 )
 
@@ -85,9 +87,8 @@ func (f *Fixture) Credential(edit func(*credential.Credential)) *credential.Cred
 		ID:         []byte{1, 2, 3, 4, 5, 6, 7, 8},
 		Subject:    f.subject,
 		Status:     credential.Green,
-		Region:     "440305",
+		Region:     "44",
 		MaskedName: credential.MaskName(Name),
-		IDSuffix:   credential.IDSuffix(IDNumber),
 		IDHash:     f.idHash,
 		IssuedAt:   f.Now.Add(-time.Hour),
 		Expires:    f.Now.Add(23 * time.Hour),
