@@ -96,6 +96,23 @@ func (c *countingBody) Read(b []byte) (int, error) {
 
 func (c *countingBody) Close() error { return nil }
 
+// listen serves on a loopback port until the test ends, and returns the
+// address.
+func (f *fixture) listen() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Serve(ctx, ln, nil) }()
+	f.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
 // serve runs one request through the handler.
 func (f *fixture) serve(r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
@@ -327,18 +344,7 @@ func TestFailuresAreLimitedAndLogged(t *testing.T) {
 // read timeout; the slots the limits free are usable again.
 func TestConnectionLimits(t *testing.T) {
 	f := newFixture(t, authority.Options{Limits: authority.Limits{MaxConnsPerIP: 3, ReadTimeout: 500 * time.Millisecond}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx, ln, nil) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	addr := ln.Addr().String()
+	addr := f.listen()
 
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
@@ -455,19 +461,9 @@ func (s *slowReader) Read(p []byte) (int, error) {
 func TestSlowUploadGetsItsTime(t *testing.T) {
 	f := newFixture(t, authority.Options{Limits: authority.Limits{ReadTimeout: 300 * time.Millisecond,
 		WriteTimeout: 300 * time.Millisecond, MinRate: 10}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx, ln, nil) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	addr := f.listen()
 	body, _ := protocol.Enc.Marshal(protocol.EventBatch{DeviceID: f.device, Events: [][]byte{}})
-	r, _ := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+protocol.PathEvents, &slowReader{b: body, pause: 40 * time.Millisecond})
+	r, _ := http.NewRequest(http.MethodPost, "http://"+addr+protocol.PathEvents, &slowReader{b: body, pause: 40 * time.Millisecond})
 	r.ContentLength = int64(len(body))
 	protocol.SignRequest(r, f.device, f.key, []byte("nonce-01"), f.clock.Now(), body)
 	start := time.Now()

@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// TestStopWithoutCamera: a checkpointd whose camera cannot be opened keeps
-// to its backoff (a few log lines, not a flood) and stops on SIGTERM at
-// once.
-func TestStopWithoutCamera(t *testing.T) {
-	readSources()
+// withoutCamera makes a folder with keys, a trust list and cp.toml, the
+// configuration of a checkpoint whose camera is not there: checkpointd
+// keeps trying to open it, holding its database meanwhile.
+func withoutCamera(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	must(t, dir, "authority", "keygen", "--out", "auth")
 	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub", "--out", "trust.cbor")
@@ -30,6 +30,15 @@ path = "cp.db"
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestStopWithoutCamera: a checkpointd whose camera cannot be opened keeps
+// to its backoff (a few log lines, not a flood) and stops on SIGTERM at
+// once.
+func TestStopWithoutCamera(t *testing.T) {
+	readSources()
+	dir := withoutCamera(t)
 	cmd := exec.Command(filepath.Join(toolsDir, "checkpointd"), "--config", "cp.toml")
 	cmd.Dir = dir
 	var stderr bytes.Buffer

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,22 +15,7 @@ import (
 // database, and the first runs on.
 func TestSecondCheckpointd(t *testing.T) {
 	readSources()
-	dir := t.TempDir()
-	must(t, dir, "authority", "keygen", "--out", "auth")
-	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub", "--out", "trust.cbor")
-	// A camera that is not there: checkpointd keeps trying to open it,
-	// holding its database meanwhile.
-	if err := os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(`name = "e2e"
-[trust]
-root_key = "auth/root.pub"
-trust_list = "trust.cbor"
-[camera]
-device = "/dev/video-absent"
-[store]
-path = "cp.db"
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := withoutCamera(t)
 	first := exec.Command(filepath.Join(toolsDir, "checkpointd"), "--config", "cp.toml")
 	first.Dir = dir
 	logs, err := first.StderrPipe()
