@@ -4,12 +4,15 @@ go 1.26.0
 
 require (
 	github.com/BurntSushi/toml v1.6.0
+	github.com/creack/pty v1.1.24
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/makiuchi-d/gozxing v0.1.1
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
 	github.com/veraison/go-cose v1.3.0
+	github.com/warthog618/go-gpiocdev v0.9.1
+	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.4.3
 	gocv.io/x/gocv v0.31.0
 	golang.org/x/crypto v0.59.0

@@ -18,7 +18,7 @@ type Event struct {
 	Time time.Time `cbor:"2,keyasint"` // the checkpoint's best estimate
 	// ClockUncertainty is how far Time may be off; negative: unknown.
 	ClockUncertainty time.Duration `cbor:"3,keyasint"`
-	Kind             string        `cbor:"4,keyasint"` // "scan", later also ID-only, override...
+	Kind             string        `cbor:"4,keyasint"` // "scan", "passage", "fire_alarm"
 	Decision         string        `cbor:"5,keyasint"` // pass, refer, refuse
 	Reasons          []string      `cbor:"6,keyasint,omitempty"`
 	Status           string        `cbor:"7,keyasint,omitempty"` // green, yellow, red
@@ -34,6 +34,47 @@ type Event struct {
 	// event's: SHA-256 of its encoding without Hash.
 	Prev [32]byte `cbor:"15,keyasint"`
 	Hash [32]byte `cbor:"16,keyasint"`
+
+	// A passage (kind "passage", docs/gate.md) also records its lane, how
+	// it opened and how long it gathered, every temperature reading, the
+	// ID check, the guard's actions and what the gate did.
+	Lane       string          `cbor:"17,keyasint,omitempty"`
+	OpenedBy   string          `cbor:"18,keyasint,omitempty"` // code, id, guard
+	Gathered   time.Duration   `cbor:"19,keyasint,omitempty"` // from opening to the decision
+	Readings   []ReadingRecord `cbor:"20,keyasint,omitempty"`
+	ID         *IDRecord       `cbor:"21,keyasint,omitempty"`
+	Actions    []ActionRecord  `cbor:"22,keyasint,omitempty"`
+	GateAction string          `cbor:"23,keyasint,omitempty"` // pulse, closed, held_open
+	MaskedName string          `cbor:"24,keyasint,omitempty"` // the code's or the card's, for the supervisor
+}
+
+// ReadingRecord is one temperature reading as the device gave it, in
+// hundredths of a degree Celsius: never corrected, never overwritten.
+type ReadingRecord struct {
+	Body    int32     `cbor:"1,keyasint"`
+	Ambient *int32    `cbor:"2,keyasint,omitempty"`
+	Source  string    `cbor:"3,keyasint"`
+	At      time.Time `cbor:"4,keyasint"`
+}
+
+// IDRecord is a passage's ID check. The ID number itself is never kept
+// readable: for a person without a code, Sealed holds it sealed to the
+// authority's event key, and Masked the masked name and last characters.
+type IDRecord struct {
+	Check  string `cbor:"1,keyasint"` // match, mismatch, confirmed, only, invalid
+	Source string `cbor:"2,keyasint,omitempty"`
+	Masked string `cbor:"3,keyasint,omitempty"`
+	Sealed []byte `cbor:"4,keyasint,omitempty"`
+}
+
+// ActionRecord is a guard's action in a passage.
+type ActionRecord struct {
+	Kind    string    `cbor:"1,keyasint"`
+	Guard   string    `cbor:"2,keyasint"`
+	At      time.Time `cbor:"3,keyasint"`
+	Outcome string    `cbor:"4,keyasint,omitempty"`
+	Reason  string    `cbor:"5,keyasint,omitempty"`
+	Body    int32     `cbor:"6,keyasint,omitempty"` // a temperature the guard entered, hundredths of °C
 }
 
 var (

@@ -79,6 +79,19 @@ const (
 	ClockUntrusted      Reason = "clock_untrusted"
 )
 
+// The reasons of a passage (package passage): what the temperature, the ID
+// check and the guard add to the code's reasons.
+const (
+	Fever              Reason = "fever"
+	TemperatureMissing Reason = "temperature_missing"
+	IDMissing          Reason = "id_missing"
+	IDUnconfirmed      Reason = "id_unconfirmed"
+	IDInvalid          Reason = "id_invalid"
+	IDOnly             Reason = "id_only"
+	CodeMissing        Reason = "code_missing"
+	GuardOverride      Reason = "guard_override"
+)
+
 type words struct{ zh, en string }
 
 var reasonWords = map[Reason]words{
@@ -101,14 +114,28 @@ var reasonWords = map[Reason]words{
 	RevocationListStale: {"撤销名单过期，请联网同步", "Revocation list out of date: sync needed"},
 	TrustListStale:      {"信任列表过期，请联网同步", "Trust list out of date: sync needed"},
 	ClockUntrusted:      {"设备时间不可信", "Device clock not trusted"},
+	Fever:               {"发热：复测体温仍高，请到发热门诊", "Fever confirmed by a re-measure: to the fever clinic"},
+	TemperatureMissing:  {"未完成测温", "Temperature not taken"},
+	IDMissing:           {"未读取身份证", "ID card not read"},
+	IDUnconfirmed:       {"身份证未经保安核验", "ID card not checked by the guard"},
+	IDInvalid:           {"身份证号无效", "Not a valid ID number"},
+	IDOnly:              {"无健康码：凭身份证和体温通行", "No code: passed on ID card and temperature"},
+	CodeMissing:         {"未出示健康码或身份证", "No code or ID card shown"},
+	GuardOverride:       {"保安人工决定", "Decided by the guard"},
 }
 
 // Reasons lists every reason code, in the order a decision lists them.
 var Reasons = []Reason{
 	Malformed, UnsupportedVersion, UnknownIssuerKey, BadIssuerSignature, IssuerKeyNotValid,
 	BadHolderSignature, NotYetValid, Expired, PresentationStale, PresentationFuture, Replayed,
-	Revoked, StatusYellow, StatusRed, StaticCode, IDMismatch,
+	Revoked, StatusYellow, StatusRed, IDMismatch, StaticCode,
 	RevocationListStale, TrustListStale, ClockUntrusted,
+}
+
+// PassageReasons lists the reasons a passage adds, in the order it lists
+// them after the code's.
+var PassageReasons = []Reason{
+	Fever, TemperatureMissing, IDMissing, IDUnconfirmed, IDInvalid, IDOnly, CodeMissing, GuardOverride,
 }
 
 // Words returns the reason in Chinese and English, for the guard.

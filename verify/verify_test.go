@@ -157,6 +157,15 @@ func TestReasons(t *testing.T) {
 			if d.Outcome != tc.want || !slices.Equal(d.Reasons, tc.reasons) {
 				t.Errorf("got %v %v (%s), want %v %v", d.Outcome, d.Reasons, d.Detail, tc.want, tc.reasons)
 			}
+			// The card read after the code decides the same.
+			if number := in.IDNumber; number != "" {
+				in.IDNumber = ""
+				later := Verify(in).WithID(number, in.Policy)
+				if later.Outcome != d.Outcome || !slices.Equal(later.Reasons, d.Reasons) || later.IDMatched != d.IDMatched {
+					t.Errorf("ID read after the code: %v %v matched=%v, with it: %v %v matched=%v",
+						later.Outcome, later.Reasons, later.IDMatched, d.Outcome, d.Reasons, d.IDMatched)
+				}
+			}
 			for _, r := range d.Reasons {
 				covered[r] = true
 			}
@@ -242,7 +251,7 @@ func TestDecisionShowsCode(t *testing.T) {
 
 func TestEveryReasonHasWords(t *testing.T) {
 	seen := map[Reason]bool{}
-	for _, r := range Reasons {
+	for _, r := range append(slices.Clone(Reasons), PassageReasons...) {
 		zh, en := r.Words()
 		if zh == string(r) || en == string(r) || zh == "" || en == "" {
 			t.Errorf("%s has no words", r)
@@ -253,7 +262,7 @@ func TestEveryReasonHasWords(t *testing.T) {
 		seen[r] = true
 	}
 	if len(seen) != len(reasonWords) {
-		t.Errorf("Reasons lists %d codes, reasonWords %d", len(seen), len(reasonWords))
+		t.Errorf("Reasons and PassageReasons list %d codes, reasonWords %d", len(seen), len(reasonWords))
 	}
 }
 

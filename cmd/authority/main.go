@@ -1,12 +1,12 @@
 // Command authority is the reference health-code authority: it makes the
-// root, issuer, list and pseudonym keys, signs trust lists and revocation
+// root, issuer, list, pseudonym and event keys, signs trust lists and revocation
 // lists, issues credentials to holders, and serves checkpoints and holders
 // over HTTP. It exists so that the whole system can run and be tested on
 // one machine; a real authority follows docs/credential.md and
 // docs/sync.md with its own systems.
 //
 //	authority keygen --out DIR
-//	authority trust --root DIR/root.key --issuer DIR/issuer.pub [--region R] --out trust.cbor
+//	authority trust --root DIR/root.key --issuer DIR/issuer.pub [--region R] [--event-key DIR/event.pub] --out trust.cbor
 //	authority issue --issuer DIR/issuer.key --holder holder.pub --id-number N --name NAME
 //	                --colour green|yellow|red --region R [--at TIME] [--valid 24h] --out credential.cbor
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
@@ -52,7 +52,7 @@ func main() {
 const usage = `usage: authority <command> [flags]
 
 commands:
-  keygen         make root, issuer, list and pseudonym keys
+  keygen         make root, issuer, list, pseudonym and event keys
   trust          sign a trust list naming issuer and list keys
   issue          issue a credential to a holder
   revoke         add a revocation (to a list file, or to a serving authority)
@@ -162,6 +162,15 @@ func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, "pseudonym key: kept the existing pseudonym.key (replacing it would change every pseudonym)")
 	}
+	wrote, err = keyfile.CreateEventKeys(filepath.Join(*out, "event.key"), filepath.Join(*out, "event.pub"))
+	if err != nil {
+		return err
+	}
+	if wrote {
+		fmt.Fprintln(stdout, "event key (X25519, checkpoints seal ID numbers to it): event.key, event.pub")
+	} else {
+		fmt.Fprintln(stdout, "event key: kept the existing event.key (replacing it would make sealed records unreadable)")
+	}
 	return nil
 }
 
@@ -172,6 +181,7 @@ func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl.Var(&issuers, "issuer", "issuer public key to list (repeatable)")
 	fl.Var(&listKeys, "list-key", "list key to delegate to (repeatable; default list.pub beside --root, if there)")
 	fl.Var(&regions, "region", "region code prefix the issuers may issue for (repeatable; none: any region)")
+	eventKey := fl.String("event-key", "", "the authority's X25519 event public key (default event.pub beside --root, if there)")
 	code := fl.String("issuer-code", "HC", "issuer code the listed keys' credentials carry")
 	name := fl.String("issuer-name", "Health Code Authority", "issuer name shown to guards")
 	var at, from, until cli.Time
@@ -218,6 +228,21 @@ func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {
 		}
 		l.ListKeys = append(l.ListKeys, trust.ListKey{PublicKey: pub,
 			NotBefore: from.Or(now.Add(-30 * 24 * time.Hour)), NotAfter: until.Or(now.Add(365 * 24 * time.Hour))})
+	}
+	if *eventKey == "" {
+		if p := filepath.Join(filepath.Dir(*rootPath), "event.pub"); fileExists(p) {
+			*eventKey = p
+		}
+	}
+	if *eventKey != "" {
+		k, err := keyfile.ReadEventPublic(*eventKey)
+		if errors.Is(err, fs.ErrNotExist) {
+			return cli.Usagef("event key %s does not exist", *eventKey)
+		}
+		if err != nil {
+			return err
+		}
+		l.EventKey = k.Bytes()
 	}
 	data, err := trust.Sign(l, root)
 	if err != nil {

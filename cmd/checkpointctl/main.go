@@ -32,6 +32,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/trust"
+	"github.com/checkpointd/checkpoint/passage"
 	"github.com/checkpointd/checkpoint/scanner"
 	"github.com/checkpointd/checkpoint/verify"
 )
@@ -144,9 +145,11 @@ func verifyCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if in.Policy, err = verify.ParsePolicy(data); err != nil {
+		p, err := passage.ParsePolicy(data)
+		if err != nil {
 			return cli.Usagef("%s: %v", *policyPath, err)
 		}
+		in.Policy = p.Policy
 	}
 
 	source := "text"

@@ -18,8 +18,13 @@ type Config struct {
 	// Name identifies this checkpoint in logs and, later, to the authority.
 	Name string `toml:"name"`
 
-	Trust   Trust   `toml:"trust"`
-	Camera  Camera  `toml:"camera"`
+	Trust  Trust  `toml:"trust"`
+	Camera Camera `toml:"camera"`
+	// Lanes are the lanes this box serves, each with its camera and
+	// devices. Without any, the box is one lane, named after it, with the
+	// camera of [camera] and no devices. A lane's camera settings default
+	// to [camera]'s.
+	Lanes   []Lane  `toml:"lane"`
 	Store   Store   `toml:"store"`
 	Sync    Sync    `toml:"sync"`
 	Clock   Clock   `toml:"clock"`
@@ -90,6 +95,57 @@ type Camera struct {
 	Pace float64 `toml:"pace"`
 }
 
+// Lane is one lane: its camera and the devices at it.
+type Lane struct {
+	Name        string      `toml:"name"`
+	Camera      Camera      `toml:"camera"`
+	Thermometer Thermometer `toml:"thermometer"`
+	IDReader    LineDevice  `toml:"id_reader"`
+	Scanner     LineDevice  `toml:"scanner"` // a handheld QR scanner
+	Gate        Gate        `toml:"gate"`
+}
+
+// Thermometer is a lane's infrared thermometer on a serial line.
+type Thermometer struct {
+	Kind     string   `toml:"kind"`     // "serial"; empty: none (the guard enters readings)
+	Port     string   `toml:"port"`     // /dev/ttyUSB0
+	Baud     int      `toml:"baud"`     // 0: 9600
+	Protocol string   `toml:"protocol"` // line (default), pattern, frame
+	Pattern  string   `toml:"pattern"`  // a regexp with (?P<body>...) and maybe (?P<amb>...)
+	Query    string   `toml:"query"`    // sent to ask for a reading, with Go escapes ("M\r\n"); empty: none
+	Silence  Duration `toml:"silence"`
+}
+
+// LineDevice is an ID-card reader or a handheld scanner that types a line
+// per read.
+type LineDevice struct {
+	Kind   string `toml:"kind"`   // "serial" or "evdev"; empty: none
+	Device string `toml:"device"` // /dev/ttyUSB1, or /dev/input/event3 (or its by-id link)
+	Baud   int    `toml:"baud"`   // serial; 0: 9600
+}
+
+// Gate is a lane's gate relay, lamps, buzzer and fire-alarm input.
+type Gate struct {
+	Kind string `toml:"kind"` // "gpio", or "simulated" (logs what it would do); empty: none
+	Chip string `toml:"chip"` // gpiochip0
+	// Line offsets on the chip; left out: not wired. The relay is
+	// required for a gpio gate.
+	Relay     *int `toml:"relay"`
+	Green     *int `toml:"green"`
+	Red       *int `toml:"red"`
+	Buzzer    *int `toml:"buzzer"`
+	FireAlarm *int `toml:"fire_alarm"`
+	ActiveLow bool `toml:"active_low"`
+	// Pulse is how long the relay is energised for a pass; Lamp how long a
+	// lamp stays lit; Buzz how long the buzzer sounds on a refusal.
+	Pulse Duration `toml:"pulse"`
+	Lamp  Duration `toml:"lamp"`
+	Buzz  Duration `toml:"buzz"`
+	// Fail is where the gate is left when checkpointd stops: "closed"
+	// (fail-secure) or "open" (fail-safe, for an escape route).
+	Fail string `toml:"fail"`
+}
+
 // Duration is a time.Duration written as Go duration text ("3s").
 type Duration time.Duration
 
@@ -144,7 +200,47 @@ func Load(path string) (Config, error) {
 			c.Camera.Device = filepath.Join(base, c.Camera.Device)
 		}
 	}
+	switch {
+	case len(c.Lanes) == 0:
+		c.Lanes = []Lane{{Name: c.Name, Camera: c.Camera}}
+	case len(c.Lanes) == 1 && c.Lanes[0].Camera.Device == "":
+		c.Lanes[0].Camera.Device = c.Camera.Device
+	}
+	for i := range c.Lanes {
+		c.Lanes[i].from(c.Camera, base)
+	}
 	return c, c.Check()
+}
+
+// from fills in what a lane leaves out: the camera settings of [camera]
+// (but its device), and device paths relative to the file's folder.
+func (l *Lane) from(cam Camera, base string) {
+	c := &l.Camera
+	if c.Width == 0 && c.Height == 0 {
+		c.Width, c.Height = cam.Width, cam.Height
+	}
+	for _, f := range []struct{ v, d *float64 }{{&c.FPS, &cam.FPS}, {&c.Exposure, &cam.Exposure}, {&c.Pace, &cam.Pace}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
+	if c.Workers == 0 {
+		c.Workers = cam.Workers
+	}
+	if c.Forget == 0 {
+		c.Forget = cam.Forget
+	}
+	if c.Budget == 0 {
+		c.Budget = cam.Budget
+	}
+	if c.Device != "" && !filepath.IsAbs(c.Device) {
+		if _, err := os.Stat(filepath.Join(base, c.Device)); err == nil {
+			c.Device = filepath.Join(base, c.Device)
+		}
+	}
+	if l.Gate.Fail == "" {
+		l.Gate.Fail = "closed"
+	}
 }
 
 // Check reports the first thing wrong with c.
@@ -154,8 +250,6 @@ func (c Config) Check() error {
 		return errors.New("config: trust.root_key is required: the checkpoint must pin a root key")
 	case c.Trust.TrustList == "" && c.Sync.Authority == "":
 		return errors.New("config: trust.trust_list is required when there is no sync.authority to get it from")
-	case c.Camera.Device == "":
-		return errors.New("config: camera.device is required")
 	case c.Camera.Workers < 0 || c.Camera.FPS < 0 || c.Camera.Pace < 0:
 		return errors.New("config: camera numbers must not be negative")
 	case c.Store.Path == "":
@@ -164,6 +258,82 @@ func (c Config) Check() error {
 		return errors.New("config: sync.device_key is required with sync.authority")
 	case c.Sync.MaxAnchorRTT <= 0:
 		return errors.New("config: sync.max_anchor_rtt must be positive")
+	}
+	names := map[string]bool{}
+	for i, l := range c.Lanes {
+		if err := l.check(); err != nil {
+			return fmt.Errorf("config: lane %d (%q): %w", i+1, l.Name, err)
+		}
+		if names[l.Name] {
+			return fmt.Errorf("config: lane %d: name %q is used twice", i+1, l.Name)
+		}
+		names[l.Name] = true
+	}
+	return nil
+}
+
+// check reports the first thing wrong with a lane, naming its key.
+func (l Lane) check() error {
+	switch {
+	case l.Name == "":
+		return errors.New("lane.name is required")
+	case l.Camera.Device == "":
+		return errors.New("camera.device is required")
+	case l.Camera.Workers < 0 || l.Camera.FPS < 0 || l.Camera.Pace < 0:
+		return errors.New("camera numbers must not be negative")
+	}
+	switch l.Thermometer.Kind {
+	case "":
+	case "serial":
+		if l.Thermometer.Port == "" {
+			return errors.New("thermometer.port is required for a serial thermometer")
+		}
+		switch l.Thermometer.Protocol {
+		case "", "line", "frame":
+		case "pattern":
+			if l.Thermometer.Pattern == "" {
+				return errors.New("thermometer.pattern is required with protocol \"pattern\"")
+			}
+		default:
+			return fmt.Errorf("thermometer.protocol %q is not line, pattern or frame", l.Thermometer.Protocol)
+		}
+	default:
+		return fmt.Errorf("thermometer.kind %q is not serial (or empty for none)", l.Thermometer.Kind)
+	}
+	for key, d := range map[string]LineDevice{"id_reader": l.IDReader, "scanner": l.Scanner} {
+		switch d.Kind {
+		case "":
+		case "serial", "evdev":
+			if d.Device == "" {
+				return fmt.Errorf("%s.device is required for a %s %s", key, d.Kind, key)
+			}
+		default:
+			return fmt.Errorf("%s.kind %q is not serial or evdev (or empty for none)", key, d.Kind)
+		}
+	}
+	g := l.Gate
+	switch g.Kind {
+	case "", "simulated":
+	case "gpio":
+		if g.Chip == "" {
+			return errors.New("gate.chip is required for a gpio gate")
+		}
+		if g.Relay == nil {
+			return errors.New("gate.relay is required for a gpio gate")
+		}
+		for key, v := range map[string]*int{"relay": g.Relay, "green": g.Green, "red": g.Red, "buzzer": g.Buzzer, "fire_alarm": g.FireAlarm} {
+			if v != nil && *v < 0 {
+				return fmt.Errorf("gate.%s must be a line offset, 0 or more", key)
+			}
+		}
+	default:
+		return fmt.Errorf("gate.kind %q is not gpio or simulated (or empty for none)", g.Kind)
+	}
+	if g.Fail != "closed" && g.Fail != "open" {
+		return fmt.Errorf("gate.fail %q is not closed or open", g.Fail)
+	}
+	if g.Pulse < 0 || g.Lamp < 0 {
+		return errors.New("gate.pulse and gate.lamp must not be negative")
 	}
 	return nil
 }

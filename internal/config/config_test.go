@@ -71,3 +71,77 @@ func TestMaxAnchorRTT(t *testing.T) {
 		t.Errorf("max_anchor_rtt %v, want 1.5s", got)
 	}
 }
+
+const trusted = "[trust]\nroot_key = \"r\"\ntrust_list = \"t\"\n"
+
+// TestLanes: a box with two lanes, each with its devices; what a lane
+// leaves out comes from [camera]; without lanes the box is one lane.
+func TestLanes(t *testing.T) {
+	c, err := Load(write(t, trusted+`
+[camera]
+width = 640
+height = 480
+budget = "40ms"
+
+[[lane]]
+name = "east"
+camera.device = "/dev/video0"
+thermometer = { kind = "serial", port = "/dev/ttyUSB0", protocol = "pattern", pattern = 'T=(?P<body>[0-9.]+)', query = "M\r\n" }
+id_reader = { kind = "evdev", device = "/dev/input/event3" }
+gate = { kind = "gpio", chip = "gpiochip0", relay = 17, red = 22, pulse = "600ms", fail = "open" }
+
+[[lane]]
+name = "west"
+camera = { device = "/dev/video1", width = 1280, height = 720 }
+scanner = { kind = "serial", device = "/dev/ttyACM0" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Lanes) != 2 {
+		t.Fatalf("%d lanes", len(c.Lanes))
+	}
+	e, w := c.Lanes[0], c.Lanes[1]
+	if e.Camera.Width != 640 || time.Duration(e.Camera.Budget) != 40*time.Millisecond || e.Thermometer.Query != "M\r\n" ||
+		e.IDReader.Kind != "evdev" || *e.Gate.Relay != 17 || *e.Gate.Red != 22 || e.Gate.Green != nil || e.Gate.Fail != "open" ||
+		time.Duration(e.Gate.Pulse) != 600*time.Millisecond {
+		t.Errorf("east %+v", e)
+	}
+	if w.Camera.Device != "/dev/video1" || w.Camera.Width != 1280 || w.Scanner.Device != "/dev/ttyACM0" || w.Gate.Kind != "" || w.Gate.Fail != "closed" {
+		t.Errorf("west %+v", w)
+	}
+
+	c, err = Load(write(t, "name = \"gate-9\"\n"+trusted))
+	if err != nil || len(c.Lanes) != 1 || c.Lanes[0].Name != "gate-9" || c.Lanes[0].Camera.Device != "/dev/video0" {
+		t.Errorf("no lanes: %+v %v", c.Lanes, err)
+	}
+}
+
+// TestLaneRejects: a device wrongly configured is a one-line error that
+// names the lane and the key.
+func TestLaneRejects(t *testing.T) {
+	lane := func(body string) string {
+		return trusted + "[[lane]]\nname = \"east\"\ncamera.device = \"/dev/video0\"\n" + body
+	}
+	for text, want := range map[string]string{
+		lane("thermometer.kind = \"infrared\"\n"):                                                                  "thermometer.kind",
+		lane("thermometer.kind = \"serial\"\n"):                                                                    "thermometer.port",
+		lane("thermometer = { kind = \"serial\", port = \"p\", protocol = \"morse\" }\n"):                          "thermometer.protocol",
+		lane("thermometer = { kind = \"serial\", port = \"p\", protocol = \"pattern\" }\n"):                        "thermometer.pattern",
+		lane("id_reader.kind = \"bluetooth\"\n"):                                                                   "id_reader.kind",
+		lane("scanner.kind = \"evdev\"\n"):                                                                         "scanner.device",
+		lane("gate.kind = \"relay\"\n"):                                                                            "gate.kind",
+		lane("gate = { kind = \"gpio\", relay = 4 }\n"):                                                            "gate.chip",
+		lane("gate = { kind = \"gpio\", chip = \"gpiochip0\" }\n"):                                                 "gate.relay",
+		lane("gate = { kind = \"gpio\", chip = \"gpiochip0\", relay = -2 }\n"):                                     "gate.relay",
+		lane("gate.fail = \"ajar\"\n"):                                                                             "gate.fail",
+		lane("gate.colour = \"red\"\n"):                                                                            "gate.colour",
+		trusted + "[[lane]]\nname = \"a\"\ncamera.device = \"x\"\n[[lane]]\nname = \"a\"\ncamera.device = \"y\"\n": "used twice",
+		trusted + "[[lane]]\nname = \"a\"\ncamera.device = \"x\"\n[[lane]]\nname = \"b\"\n":                        "camera.device",
+	} {
+		_, err := Load(write(t, text))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("config %q: error %v, want one line mentioning %q", text, err, want)
+		}
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/metrics"
 	"github.com/checkpointd/checkpoint/internal/trust"
+	"github.com/checkpointd/checkpoint/passage"
 	"github.com/checkpointd/checkpoint/scanner"
 	"github.com/checkpointd/checkpoint/store"
 	"github.com/checkpointd/checkpoint/sync"
@@ -42,25 +42,29 @@ import (
 
 // Daemon is one checkpoint.
 type Daemon struct {
-	cfg     config.Config
-	clock   clock.Clock
-	log     *slog.Logger
-	display io.Writer
-	json    bool
-	open    scanner.OpenFunc
-	reg     *prometheus.Registry
+	cfg       config.Config
+	clock     clock.Clock
+	log       *slog.Logger
+	display   io.Writer
+	displayMu stdsync.Mutex // lanes show their passages one at a time
+	json      bool
+	open      scanner.OpenFunc
+	devices   Devices
+	reg       *prometheus.Registry
+	decisions *metrics.Decisions
 }
 
 // Options are the daemon's edges: its clock, its log, the guard's display
-// (decisions as text, or JSON lines), how video sources are opened (nil:
-// for real), and the registry its metrics go to while it runs (nil: a
-// new one, served on [metrics] listen when that is set).
+// (decisions as text, or JSON lines), how video sources and devices are
+// opened (nil: for real), and the registry its metrics go to while it
+// runs (nil: a new one, served on [metrics] listen when that is set).
 type Options struct {
 	Clock    clock.Clock
 	Log      *slog.Logger
 	Display  io.Writer
 	JSON     bool
 	Open     scanner.OpenFunc
+	Devices  Devices
 	Registry *prometheus.Registry
 }
 
@@ -79,7 +83,8 @@ func New(cfg config.Config, o Options) *Daemon {
 		o.Registry = prometheus.NewRegistry()
 		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	return &Daemon{cfg: cfg, clock: o.Clock, log: o.Log, display: o.Display, json: o.JSON, open: o.Open, reg: o.Registry}
+	return &Daemon{cfg: cfg, clock: o.Clock, log: o.Log, display: o.Display, json: o.JSON, open: o.Open, devices: o.Devices,
+		reg: o.Registry, decisions: metrics.NewDecisions()}
 }
 
 // lists is what the verifier checks codes against when no authority
@@ -89,7 +94,7 @@ type lists struct {
 	trust    *trust.List
 	trustRaw []byte             // the trust list as signed, to seed the store with
 	revs     verify.Revocations // nil: the store's
-	policy   verify.Policy
+	policy   passage.Policy
 }
 
 // noRevocations stands for a checkpoint that has never had a revocation
@@ -100,7 +105,7 @@ func (noRevocations) Revoked([]byte, time.Time) bool { return false }
 func (noRevocations) ValidUntil() time.Time          { return time.Time{} }
 
 func (d *Daemon) load() (*lists, error) {
-	l := &lists{policy: verify.DefaultPolicy()}
+	l := &lists{policy: passage.DefaultPolicy()}
 	var err error
 	if l.root, err = keyfile.ReadPublic(d.cfg.Trust.RootKey); err != nil {
 		return nil, fmt.Errorf("root key: %w", err)
@@ -136,7 +141,7 @@ func (d *Daemon) load() (*lists, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
 		}
-		if l.policy, err = verify.ParsePolicy(data); err != nil {
+		if l.policy, err = passage.ParsePolicy(data); err != nil {
 			return nil, err
 		}
 	}
@@ -316,20 +321,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.New("no trust list: configure trust.trust_list or sync.authority")
 	}
 
-	log.Info("checkpoint starting", "device", d.cfg.Camera.Device, "events_recorded", box.LastSeq(), "sync", d.cfg.Sync.Authority != "")
-	cam := d.cfg.Camera
-	p := scanner.NewPipeline(scanner.Config{
-		Source:  scanner.SourceConfig{Device: cam.Device, Width: cam.Width, Height: cam.Height, FPS: cam.FPS, Exposure: cam.Exposure},
-		Workers: cam.Workers,
-		Decoder: scanner.DecoderOptions{Budget: time.Duration(cam.Budget)},
-		Forget:  time.Duration(cam.Forget),
-		Pace:    cam.Pace,
-	}, d.clock, d.log, d.open)
-	replay := verify.NewReplayCache(1 << 14)
+	log.Info("checkpoint starting", "lanes", len(d.cfg.Lanes), "events_recorded", box.LastSeq(), "sync", d.cfg.Sync.Authority != "")
+	w := &shared{d: d, box: box, now: est.Now, trust: currentTrust, revs: revs, replay: verify.NewReplayCache(1 << 14),
+		policy: l.policy, log: log}
+	var lanes []*lane
+	for _, lc := range d.cfg.Lanes {
+		ln, err := d.newLane(lc, w)
+		if err != nil {
+			return err
+		}
+		defer ln.close()
+		lanes = append(lanes, ln)
+	}
 
-	decisions := metrics.NewDecisions()
-	cs := []prometheus.Collector{decisions, metrics.NewStoreCollector(box), metrics.NewRevocationCollector(revs, d.clock),
-		metrics.NewScannerCollector(p)}
+	cs := []prometheus.Collector{d.decisions, metrics.NewStoreCollector(box), metrics.NewRevocationCollector(revs, d.clock),
+		metrics.NewScannerCollector(pipelines(lanes)), metrics.NewLaneCollector(laneSources(lanes))}
 	if syncer != nil {
 		cs = append(cs, metrics.NewSyncCollector(syncer))
 	}
@@ -351,33 +357,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 
-	events := make(chan scanner.ScanEvent, 16)
-	done := make(chan error, 1)
-	go func() {
-		done <- p.Run(ctx, events)
-		close(events)
-	}()
-	for ev := range events {
-		now := est.Now()
-		dec := verify.Verify(verify.Input{
-			Text: ev.Text, Trust: currentTrust(), Revocations: revs, Replay: replay, Policy: l.policy, Now: now,
-		})
-		rec, recErr := box.Record(context.WithoutCancel(ctx), eventOf(d.cfg.Name, now, dec))
-		if recErr != nil {
-			log.Error("decision not recorded", "err", recErr)
-		}
-		decisions.Add(dec.Outcome.String(), recErr == nil)
-		// Decision, reasons and timing only: never the code, a name or an
-		// ID number.
-		log.Info("decision", "decision", dec.Outcome.String(), "reasons", reasonList(dec.Reasons), "seq", rec.Seq,
-			"repeat", dec.Repeat, "frame", ev.Seq, "latency_ms", d.clock.Now().Sub(ev.Captured).Milliseconds())
-		if err := d.show(ev, dec, recErr == nil); err != nil {
-			return err
-		}
+	// Each lane runs on its own: one lane's failing device never stops
+	// another. The box stops when ctx ends, or when every lane's video
+	// has come to its end.
+	var lanesDone stdsync.WaitGroup
+	for _, ln := range lanes {
+		lanesDone.Add(1)
+		ln.start(ctx, &wg, func() { lanesDone.Done() }, w)
 	}
-	err = <-done
-	st := p.Stats()
-	log.Info("checkpoint stopped", "frames", st.Captured, "processed", st.Processed, "dropped", st.Dropped, "events", st.Events)
+	lanesDone.Wait()
+	for _, ln := range lanes {
+		st := ln.pipe.Stats()
+		log.Info("lane stopped", "lane", ln.name, "frames", st.Captured, "processed", st.Processed, "dropped", st.Dropped,
+			"scans", st.Events, "passages", ln.passages.Load())
+	}
 	if syncer != nil && ctx.Err() == nil {
 		// A video file ended: give the link one last chance to send
 		// what was recorded.
@@ -385,23 +378,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			log.Warn("final sync failed", "err", err)
 		}
 	}
-	return err
-}
-
-// eventOf is the log record of a decision.
-func eventOf(gate string, now verify.Instant, dec verify.Decision) store.Event {
-	e := store.Event{Time: now.Time, ClockUncertainty: now.Uncertainty, Kind: "scan", Decision: dec.Outcome.String(),
-		Gate: gate, Repeat: dec.Repeat}
-	for _, r := range dec.Reasons {
-		e.Reasons = append(e.Reasons, string(r))
-	}
-	if c := dec.Code; c != nil {
-		e.Status, e.Static = c.Status, c.Static
-		e.Subject, _ = hex.DecodeString(c.Subject)
-		e.CredentialID, _ = hex.DecodeString(c.CredentialID)
-		e.KeyID, _ = hex.DecodeString(c.KeyID)
-	}
-	return e
+	return nil
 }
 
 func reasonList(rs []verify.Reason) string {
@@ -412,42 +389,76 @@ func reasonList(rs []verify.Reason) string {
 	return strings.Join(s, ",")
 }
 
-// shown is the JSON form of a decision on the display.
+// shown is the JSON form of a decided passage on the display.
 type shown struct {
 	Time     time.Time        `json:"time"`
+	Lane     string           `json:"lane"`
 	Decision verify.Outcome   `json:"decision"`
 	Reasons  []verify.Reason  `json:"reasons"`
-	Repeat   bool             `json:"repeat"`
 	Code     *verify.CodeInfo `json:"code,omitempty"`
-	Frame    uint64           `json:"frame"`
-	Recorded bool             `json:"recorded"`
+	// Temperatures are every reading of the passage, in °C, as taken.
+	Temperatures []shownReading `json:"temperatures"`
+	// ID is the ID check: match, mismatch, confirmed, only (no code),
+	// invalid; empty when no card was checked.
+	ID       string `json:"id,omitempty"`
+	IDMasked string `json:"id_masked,omitempty"` // a person without a code: masked name and last characters
+	Gate     string `json:"gate,omitempty"`      // pulse, closed, held_open; empty: the lane has no gate
+	Recorded bool   `json:"recorded"`
 }
 
-// show puts a decision on the guard's display; recorded false warns that
-// the event could not be written.
-func (d *Daemon) show(ev scanner.ScanEvent, dec verify.Decision, recorded bool) error {
-	now := d.clock.Now()
-	if d.json {
-		s := shown{Time: now, Decision: dec.Outcome, Reasons: dec.Reasons, Repeat: dec.Repeat, Code: dec.Code, Frame: ev.Seq, Recorded: recorded}
-		if s.Reasons == nil {
-			s.Reasons = []verify.Reason{}
+type shownReading struct {
+	Celsius float64  `json:"celsius"`
+	Ambient *float64 `json:"ambient,omitempty"`
+	Source  string   `json:"source"`
+}
+
+// show puts a decided passage on the guard's display; recorded false
+// warns that its event could not be written (and the gate stayed shut).
+func (d *Daemon) show(p passage.Passage, ev store.Event, recorded bool) error {
+	d.displayMu.Lock()
+	defer d.displayMu.Unlock()
+	s := shown{Time: ev.Time, Lane: p.Lane, Decision: p.Outcome, Reasons: p.Reasons, Gate: ev.GateAction, Recorded: recorded,
+		Temperatures: []shownReading{}}
+	if s.Reasons == nil {
+		s.Reasons = []verify.Reason{}
+	}
+	if p.Code != nil {
+		s.Code = p.Code.Code
+	}
+	for _, r := range p.Readings {
+		sr := shownReading{Celsius: r.Body, Source: r.Source}
+		if r.HasAmbient {
+			a := r.Ambient
+			sr.Ambient = &a
 		}
+		s.Temperatures = append(s.Temperatures, sr)
+	}
+	if ev.ID != nil {
+		s.ID, s.IDMasked = ev.ID.Check, ev.ID.Masked
+	}
+	if d.json {
 		enc := json.NewEncoder(d.display)
 		enc.SetEscapeHTML(false)
 		return enc.Encode(s)
 	}
-	zh, en := dec.Outcome.Words()
-	line := fmt.Sprintf("%s  %-6s %s %s", now.Format("15:04:05"), strings.ToUpper(dec.Outcome.String()), zh, en)
-	if c := dec.Code; c != nil {
-		line += fmt.Sprintf("  %s %s", c.MaskedName, c.Status)
+	zh, en := p.Outcome.Words()
+	line := fmt.Sprintf("%s  %s  %-6s %s %s", ev.Time.Format("15:04:05"), p.Lane, strings.ToUpper(p.Outcome.String()), zh, en)
+	switch {
+	case s.Code != nil:
+		line += fmt.Sprintf("  %s %s", s.Code.MaskedName, s.Code.Status)
+	case s.IDMasked != "":
+		line += "  " + s.IDMasked + " (ID card)"
 	}
-	if dec.Repeat {
-		line += "  (same person, already shown)"
+	for _, r := range s.Temperatures {
+		line += fmt.Sprintf("  %.1f°C", r.Celsius)
+	}
+	if s.Gate != "" {
+		line += "  gate: " + s.Gate
 	}
 	if !recorded {
-		line += "  NOT RECORDED: the log could not be written"
+		line += "  NOT RECORDED: the log could not be written; the gate stays shut"
 	}
-	for _, r := range dec.Reasons {
+	for _, r := range p.Reasons {
 		zh, en := r.Words()
 		line += fmt.Sprintf("\n          %s: %s / %s", r, zh, en)
 	}

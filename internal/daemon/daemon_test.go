@@ -29,11 +29,11 @@ import (
 	"github.com/checkpointd/checkpoint/verify"
 )
 
-// gate writes a checkpoint's files into a new folder: the root key, the
-// trust list and a video of people; and returns a configuration naming
-// them and a revocation list, revocations.cbor, which the test may or may
-// not write.
-func gate(t *testing.T, f *credentialtest.Fixture, length time.Duration, ppl []scene.Appearance) config.Config {
+// gateFiles writes a checkpoint's files into a new folder: the root key,
+// the trust list, a video of people and a policy that takes no
+// temperature; and returns a configuration of one lane naming them and a
+// revocation list, revocations.cbor, which the test may or may not write.
+func gateFiles(t *testing.T, f *credentialtest.Fixture, length time.Duration, ppl []scene.Appearance) config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	if err := keyfile.WritePublic(filepath.Join(dir, "root.pub"), f.Root.Public().(ed25519.PublicKey)); err != nil {
@@ -46,10 +46,15 @@ func gate(t *testing.T, f *credentialtest.Fixture, length time.Duration, ppl []s
 	if err := scene.WriteVideo(video, 10, length, 11, ppl); err != nil {
 		t.Fatal(err)
 	}
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"temperature_required": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := config.Defaults()
 	cfg.Trust = config.Trust{RootKey: filepath.Join(dir, "root.pub"), TrustList: filepath.Join(dir, "trust.cbor"),
-		Revocations: filepath.Join(dir, "revocations.cbor")}
+		Revocations: filepath.Join(dir, "revocations.cbor"), Policy: policy}
 	cfg.Camera.Device = video
+	cfg.Lanes = []config.Lane{{Name: "checkpoint", Camera: cfg.Camera}}
 	cfg.Store.Path = filepath.Join(dir, "checkpoint.db")
 	return cfg
 }
@@ -72,7 +77,7 @@ func TestDecisionsFromVideo(t *testing.T) {
 		start := time.Duration(i)*1500*time.Millisecond + 300*time.Millisecond
 		ppl = append(ppl, scene.Appearance{Text: text, Start: start, End: start + time.Second, Pose: pose})
 	}
-	cfg := gate(t, f, 4500*time.Millisecond, ppl)
+	cfg := gateFiles(t, f, 4500*time.Millisecond, ppl)
 	revs, err := trust.SignRevocations(&trust.Revocations{Version: 1, IssuedAt: f.Now, Expires: f.Now.Add(24 * time.Hour)}, f.Root)
 	if err != nil {
 		t.Fatal(err)
@@ -102,10 +107,14 @@ checkpoint_events_unsent 3
 # HELP checkpoint_revocation_list_stale 1 when the revocation list is missing or expired: decisions say so.
 # TYPE checkpoint_revocation_list_stale gauge
 checkpoint_revocation_list_stale 0
+# HELP checkpoint_passages_total Passages decided (one person through one lane each).
+# TYPE checkpoint_passages_total counter
+checkpoint_passages_total{lane="checkpoint"} 3
 # HELP checkpoint_scans_total Scan events: codes that came into view.
 # TYPE checkpoint_scans_total counter
-checkpoint_scans_total 3
-`), "checkpoint_decisions_total", "checkpoint_events_unsent", "checkpoint_revocation_list_stale", "checkpoint_scans_total"); err != nil {
+checkpoint_scans_total{lane="checkpoint"} 3
+`), "checkpoint_decisions_total", "checkpoint_events_unsent", "checkpoint_revocation_list_stale", "checkpoint_scans_total",
+		"checkpoint_passages_total"); err != nil {
 		t.Error(err)
 	}
 	var got []shown
@@ -146,7 +155,8 @@ checkpoint_scans_total 3
 		t.Fatal(err)
 	}
 	if evs[1].Decision != "refuse" || evs[1].Status != "red" || len(evs[1].Subject) != 10 || evs[1].Reasons[0] != "status_red" ||
-		evs[0].Reasons != nil || evs[0].Gate != "checkpoint" || evs[0].ClockUncertainty != time.Second {
+		evs[0].Reasons != nil || evs[0].Gate != "checkpoint" || evs[0].ClockUncertainty != time.Second ||
+		evs[0].Kind != "passage" || evs[0].Lane != "checkpoint" || evs[0].OpenedBy != "code" || evs[0].MaskedName != "张*丰" {
 		t.Errorf("recorded %+v", evs[:2])
 	}
 	for _, secret := range []string{credential.Prefix, credentialtest.IDNumber, credentialtest.Name, "张"} {
@@ -154,7 +164,8 @@ checkpoint_scans_total 3
 			t.Errorf("the log holds %q", secret)
 		}
 	}
-	if !strings.Contains(logs.String(), "decision=refuse") || !strings.Contains(logs.String(), "component=daemon") {
+	if !strings.Contains(logs.String(), "decision=refuse") || !strings.Contains(logs.String(), "component=daemon") ||
+		!strings.Contains(logs.String(), "lane=checkpoint") {
 		t.Errorf("the log lacks the decisions:\n%s", logs.String())
 	}
 }
@@ -184,7 +195,7 @@ func (s *scraper) Gather() ([]*dto.MetricFamily, error) { return s.got, s.err }
 func TestNeverSynced(t *testing.T) {
 	f := credentialtest.New()
 	pose := scene.Params{ModulePx: 3.5, CenterX: 0.5, CenterY: 0.5, Ambient: 1, Screen: 1, Gamma: 1, Noise: 2}
-	cfg := gate(t, f, 2*time.Second, []scene.Appearance{
+	cfg := gateFiles(t, f, 2*time.Second, []scene.Appearance{
 		{Text: f.Text(), Start: 200 * time.Millisecond, End: 1800 * time.Millisecond, Pose: pose},
 	})
 	// No revocations.cbor is written.

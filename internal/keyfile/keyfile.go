@@ -1,7 +1,8 @@
 // Package keyfile reads and writes the key files of the authority, the
 // holder simulator and the checkpoint: Ed25519 keys as PEM (PKCS #8 for
-// private keys, PKIX for public keys), the authority's pseudonym secret and
-// bearer tokens (the authority's admin token).
+// private keys, PKIX for public keys), the authority's X25519 event key
+// pair (the same formats), its pseudonym secret and bearer tokens (the
+// authority's admin token).
 //
 // Private key and token files are written with mode 0600 and refused when
 // group or others may read them. cmd/authority, cmd/holder,
@@ -9,6 +10,7 @@
 package keyfile
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -116,6 +118,73 @@ func ReadPseudonymKey(path string) ([]byte, error) {
 	}
 	if len(key) != PseudonymKeySize {
 		return nil, fmt.Errorf("%s: pseudonym key of %d bytes", path, len(key))
+	}
+	return key, nil
+}
+
+// CreateEventKeys makes the authority's X25519 event key pair, to which
+// checkpoints seal what only the authority may read: the private key at
+// priv (PKCS #8, mode 0600) and the public key at pub (PKIX). Like the
+// pseudonym key it is never replaced: sealed records would become
+// unreadable. It reports whether it made them.
+func CreateEventKeys(priv, pub string) (bool, error) {
+	if _, err := os.Stat(priv); err == nil {
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return false, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return false, err
+	}
+	pder, err := x509.MarshalPKIXPublicKey(k.PublicKey())
+	if err != nil {
+		return false, err
+	}
+	if err := writeAtomic(pub, pem.EncodeToMemory(&pem.Block{Type: blockPublic, Bytes: pder}), 0o644); err != nil {
+		return false, err
+	}
+	return true, writeAtomic(priv, pem.EncodeToMemory(&pem.Block{Type: blockPrivate, Bytes: der}), 0o600)
+}
+
+// ReadEventPrivate reads the authority's X25519 event private key.
+func ReadEventPrivate(path string) (*ecdh.PrivateKey, error) {
+	block, err := readSecret(path, blockPrivate)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	key, ok := k.(*ecdh.PrivateKey)
+	if !ok || key.Curve() != ecdh.X25519() {
+		return nil, fmt.Errorf("%s: not an X25519 key", path)
+	}
+	return key, nil
+}
+
+// ReadEventPublic reads an X25519 event public key.
+func ReadEventPublic(path string) (*ecdh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, err := decodePEM(path, data, blockPublic)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(block)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	key, ok := k.(*ecdh.PublicKey)
+	if !ok || key.Curve() != ecdh.X25519() {
+		return nil, fmt.Errorf("%s: not an X25519 key", path)
 	}
 	return key, nil
 }

@@ -104,3 +104,35 @@ func TestTokenFile(t *testing.T) {
 		t.Error("read a token with a space in it")
 	}
 }
+
+// TestEventKeys: the X25519 pair is made once and kept, the private key
+// owner-only, each read back as X25519 and not as the other kind.
+func TestEventKeys(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "event.key"), filepath.Join(dir, "event.pub")
+	made, err := CreateEventKeys(priv, pub)
+	if err != nil || !made {
+		t.Fatalf("CreateEventKeys: %v %v", made, err)
+	}
+	k, err := ReadEventPrivate(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ReadEventPublic(pub)
+	if err != nil || !p.Equal(k.PublicKey()) {
+		t.Fatalf("public key %v does not match the private one: %v", p, err)
+	}
+	if made, err := CreateEventKeys(priv, pub); err != nil || made {
+		t.Errorf("second CreateEventKeys: %v %v (want the pair kept)", made, err)
+	}
+	if again, _ := ReadEventPrivate(priv); !again.Equal(k) {
+		t.Error("the event key changed")
+	}
+	if _, err := ReadPrivate(priv); err == nil {
+		t.Error("read an X25519 key as an Ed25519 key")
+	}
+	os.Chmod(priv, 0o644)
+	if _, err := ReadEventPrivate(priv); !errors.Is(err, ErrTooOpen) {
+		t.Errorf("world-readable event key: %v", err)
+	}
+}

@@ -1,8 +1,8 @@
 // Package metrics exposes the checkpoint's state to Prometheus: one small
 // collector per source (the store's disk and event log, the revocation
-// list, the scanner, the sync with the authority), read at scrape time,
-// and the decisions counted as they are made. internal/daemon imports it
-// and serves it on [metrics] listen.
+// list, the lanes' cameras, the lanes' devices and gates, the sync with
+// the authority), read at scrape time, and the decisions counted as they
+// are made. internal/daemon imports it and serves it on [metrics] listen.
 package metrics
 
 import (

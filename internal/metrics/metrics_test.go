@@ -121,7 +121,19 @@ func TestScannerCollector(t *testing.T) {
 		stats: scanner.Stats{Captured: 900, Processed: 880, Dropped: 20, Reads: 40, Events: 14, Buffers: 4,
 			LatencyP50: 9 * time.Millisecond, LatencyP99: 60 * time.Millisecond},
 	}
-	golden(t, "scanner", NewScannerCollector(p))
+	golden(t, "scanner", NewScannerCollector(map[string]Pipeline{"east": p}))
+}
+
+func TestLaneCollector(t *testing.T) {
+	n := func(v uint64) func() uint64 { return func() uint64 { return v } }
+	up := func(b bool) func() bool { return func() bool { return b } }
+	golden(t, "lanes", NewLaneCollector([]Lane{
+		{Name: "east", Passages: n(120), Readings: n(131), SensorErrors: n(3),
+			Devices: map[string]func() bool{"camera": up(true), "thermometer": up(false), "id_reader": up(true)},
+			Gate:    func() (uint64, bool, uint64) { return 97, true, 1 }},
+		{Name: "west", Passages: n(4), Readings: n(0), SensorErrors: n(0),
+			Devices: map[string]func() bool{"camera": up(true)}},
+	}))
 }
 
 type fakeSyncer sync.Status

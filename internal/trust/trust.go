@@ -76,7 +76,14 @@ type List struct {
 	// ListKeys are the authority's online keys, to which the root
 	// delegates signing revocation lists and sync responses.
 	ListKeys []ListKey
+	// EventKey is the authority's X25519 public key that checkpoints seal
+	// what only the authority may read to (the ID number of a person who
+	// passed without a code); nil if the list names none.
+	EventKey []byte
 }
+
+// EventKeySize is the size of an X25519 public key.
+const EventKeySize = 32
 
 // ListKey is an online key of the authority and when it may be used.
 type ListKey struct {
@@ -115,6 +122,7 @@ type listWire struct {
 	Expires  uint64        `cbor:"3,keyasint"`
 	Issuers  []issuerWire  `cbor:"4,keyasint"`
 	ListKeys []listKeyWire `cbor:"5,keyasint,omitempty"`
+	EventKey []byte        `cbor:"6,keyasint,omitempty"`
 }
 
 type listKeyWire struct {
@@ -136,7 +144,10 @@ type issuerWire struct {
 
 // Sign signs the list with the root key.
 func Sign(l *List, root ed25519.PrivateKey) ([]byte, error) {
-	w := listWire{Version: l.Version, IssuedAt: unix(l.IssuedAt), Expires: unix(l.Expires)}
+	w := listWire{Version: l.Version, IssuedAt: unix(l.IssuedAt), Expires: unix(l.Expires), EventKey: l.EventKey}
+	if l.EventKey != nil && len(l.EventKey) != EventKeySize {
+		return nil, fmt.Errorf("trust list: event key of %d bytes", len(l.EventKey))
+	}
 	for _, i := range l.Issuers {
 		if len(i.PublicKey) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("trust list: issuer %q: bad public key", i.Issuer)
@@ -181,7 +192,10 @@ func Parse(data []byte, root ed25519.PublicKey) (*List, error) {
 	if err := decMode.Unmarshal(payload, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	l := &List{Version: w.Version, IssuedAt: fromUnix(w.IssuedAt), Expires: fromUnix(w.Expires)}
+	l := &List{Version: w.Version, IssuedAt: fromUnix(w.IssuedAt), Expires: fromUnix(w.Expires), EventKey: w.EventKey}
+	if w.EventKey != nil && len(w.EventKey) != EventKeySize {
+		return nil, fmt.Errorf("%w: event key of %d bytes", ErrMalformed, len(w.EventKey))
+	}
 	for _, i := range w.Issuers {
 		if len(i.PublicKey) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("%w: issuer %q has a bad public key", ErrMalformed, i.Issuer)

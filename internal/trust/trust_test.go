@@ -117,3 +117,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestEventKey: the authority's event key travels in the signed list; a
+// key of the wrong size is refused on both sides.
+func TestEventKey(t *testing.T) {
+	f := credentialtest.New()
+	l := *f.Trust
+	l.EventKey = make([]byte, trust.EventKeySize)
+	l.EventKey[0] = 7
+	raw, err := trust.Sign(&l, f.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := trust.Parse(raw, pub(f.Root))
+	if err != nil || len(got.EventKey) != trust.EventKeySize || got.EventKey[0] != 7 {
+		t.Fatalf("parsed %v, %v", got.EventKey, err)
+	}
+	if f.Trust.EventKey != nil {
+		t.Error("a list without an event key has one")
+	}
+	l.EventKey = make([]byte, 31)
+	if _, err := trust.Sign(&l, f.Root); err == nil {
+		t.Error("signed an event key of 31 bytes")
+	}
+}

@@ -114,3 +114,27 @@ func (f *Fake) Advance(d time.Duration) {
 	f.boot += d
 	f.set(f.now.Add(d))
 }
+
+// Running is a clock that runs in real time from a chosen instant: for
+// tests in which time must pass as it does (a video played at its pace, a
+// device answering) on a fixed date.
+type Running struct {
+	from  time.Time
+	start time.Time
+}
+
+// NewRunning returns a clock that shows t now and runs on from there.
+func NewRunning(t time.Time) *Running { return &Running{from: t, start: time.Now()} }
+
+// Now returns the running time.
+func (r *Running) Now() time.Time { return r.from.Add(time.Since(r.start)) }
+
+// Monotonic returns the time since the clock was made.
+func (r *Running) Monotonic() time.Duration { return time.Since(r.start) }
+
+// After sends the running time once d has passed.
+func (r *Running) After(d time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	time.AfterFunc(d, func() { c <- r.Now() })
+	return c
+}

@@ -30,3 +30,18 @@ func TestFakeBoot(t *testing.T) {
 		t.Errorf("Reboot moved the wall clock or the monotonic reading: %v, %v", f.Now(), f.Monotonic())
 	}
 }
+
+func TestRunning(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r := NewRunning(t0)
+	if d := r.Now().Sub(t0); d < 0 || d > time.Second {
+		t.Errorf("a new running clock is %v from its start", d)
+	}
+	got := <-r.After(20 * time.Millisecond)
+	if d := got.Sub(t0); d < 20*time.Millisecond {
+		t.Errorf("After(20ms) fired at %v", d)
+	}
+	if r.Monotonic() < 20*time.Millisecond {
+		t.Errorf("monotonic %v after a 20 ms wait", r.Monotonic())
+	}
+}
