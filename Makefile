@@ -20,7 +20,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: all setup build test bench bench-setup bench-decode bench-store soak fuzz demo clean
+.PHONY: all setup build test bench bench-setup bench-decode bench-store bench-gate soak fuzz demo clean
 
 all: build
 
@@ -30,7 +30,7 @@ setup:
 	$(GO) mod download
 
 build: setup
-	$(GO) build -o $(BIN)/ ./cmd/... ./internal/gatevideo
+	$(GO) build -o $(BIN)/ ./cmd/... ./internal/gatevideo ./internal/gatesim
 
 test: setup
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -57,6 +57,11 @@ bench-decode: bench-setup
 # the report also goes to bench-store.md.
 bench-store: setup
 	$(GO) run ./internal/storebench -out bench-store.md
+
+# A lane end to end: code read to gate pulse, and passages a minute; the
+# report also goes to bench-gate.md.
+bench-gate: setup
+	$(GO) run ./internal/gatebench -out bench-gate.md
 
 # The crash tests at length: 500 kills of the writer, and of the uploading
 # box and the authority.

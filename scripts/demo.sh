@@ -32,7 +32,12 @@ start_authority() {
   listen=${url#http://}
 }
 stop_authority() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
-trap stop_authority EXIT
+sim_pid=""
+stop_all() {
+  stop_authority
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
+}
+trap stop_all EXIT
 
 echo "== The authority: keys, a trust list for Guangdong (region 44) naming its list key, and its server"
 authority keygen --out authority
@@ -50,7 +55,10 @@ people=(
   "赵六|440106199512300418|red|"
   "钱七|440303200101014422|green|"
   "孙八|440307198203036636|green|--at $(ago '48 hours')"
-  "周九|440305193904051112|green|--static --valid 168h"
+  "吴十|440305194806151210|green|--static --valid 168h"
+  "郑一|440304198107200011|green|"
+  "冯二|440306199203110021|green|"
+  "陈三|440303197511230035|green|"
 )
 issue() { # id name idnum colour extra...
   local id=$1 name=$2 num=$3 colour=$4; shift 4
@@ -80,15 +88,32 @@ holder keygen --out people/forged >/dev/null
 "$bin/authority" issue --issuer forger/issuer.key --issuer-code GD --region 44 --holder people/forged/holder.pub \
   --id-number 440305199909091233 --name 冒名者 --colour green --out people/forged/credential.cbor >/dev/null
 
+echo "== The lane's devices: a thermometer and an ID-card reader on serial lines (simulated on"
+echo "   pseudo-terminals: the thermometer answers each query with the next reading of a script), a gate relay"
+echo "   (simulated: it logs what it does)"
+# The readings, in the order the passages ask for them; the cards, at their
+# cue: before a reading (the card goes down, then the forehead comes up), or
+# once some passages are decided (a person without a phone).
+cat >sim.json <<JSON
+{"query": "M",
+ "readings": ["36.5", "36.6", "36.4", "36.7", "36.3", "36.4", "36.5", "38.2", "38.1", "28.4", "36.7", "36.8", "36.6", "36.5"],
+ "card_before_reading": {"6": "440305194806151210,吴十", "12": "440305199909091233,冒用者"},
+ "card_after_decisions": {"11": "周九,440305193904051112"}}
+JSON
+rm -f devices.txt
+"$bin/gatesim" serve -script sim.json -paths devices.txt -decisions decisions.jsonl 2>>gatesim.log &
+sim_pid=$!
+for _ in $(seq 100); do [ -s devices.txt ] && break; sleep 0.1; done
+thermometer_port=$(sed -n 's/^thermometer=//p' devices.txt)
+reader_port=$(sed -n 's/^id_reader=//p' devices.txt)
+echo "   thermometer on $thermometer_port, ID-card reader on $reader_port"
+
 echo "== Installing the checkpoint: an enrolment token, then a first sync"
 token=$("$bin/authority" enroll-token --server "$url" --token authority/admin.token --name demo-gate)
 cat >checkpoint.toml <<TOML
 name = "demo-gate"
 [trust]
 root_key = "authority/root.pub"
-[camera]
-device = "gate.avi"
-pace = 30
 [store]
 path = "checkpoint.db"
 [sync]
@@ -96,6 +121,13 @@ authority = "$url"
 device_key = "device.key"
 enroll_token = "$token"
 interval = "2s"
+
+[[lane]]
+name = "lane-1"
+camera = { device = "gate.avi", pace = 30 }
+thermometer = { kind = "serial", port = "$thermometer_port", query = "M\\r\\n" }
+id_reader = { kind = "serial", device = "$reader_port" }
+gate = { kind = "simulated", pulse = "800ms" }
 TOML
 "$bin/checkpointd" --config checkpoint.toml --sync-once 2>>checkpointd.log | sed 's/^/   /'
 
@@ -113,6 +145,9 @@ present 5 >codes/5.txt
 holder present --credential people/forged/credential.cbor --key people/forged/holder.key >codes/6.txt
 holder present --credential people/6/credential.cbor >codes/7.txt
 present 1 --at "$(ago '2 minutes')" >codes/8.txt
+present 7 >codes/9.txt
+present 8 >codes/10.txt
+present 9 >codes/11.txt
 who=(
   "王芳, green code on her phone"
   "李四, yellow code"
@@ -120,32 +155,23 @@ who=(
   "钱七, green code revoked after issue"
   "孙八, green code issued two days ago for 24 hours"
   "someone with a forged code"
-  "周九, 85, no phone: a paper code"
+  "吴十, 78, a paper code and his ID card"
   "a screenshot of 王芳's code taken 2 minutes ago"
+  "郑一, green code, a fever, re-measured"
+  "冯二, green code, the thermometer misreads, re-measured"
+  "someone with 陈三's phone and his own ID card"
+  "周九, 85, no phone, shows his ID card"
 )
 
-echo "== Rendering the gate camera's video of the eight of them"
-"$bin/gatevideo" -out gate.avi codes/1.txt codes/2.txt codes/3.txt codes/4.txt codes/5.txt codes/6.txt codes/7.txt codes/8.txt |
-  sed 's/^/   /'
+echo "== Rendering the gate camera's video of the eleven who show a code"
+"$bin/gatevideo" -out gate.avi -tail 8s codes/1.txt codes/2.txt codes/3.txt codes/4.txt codes/5.txt codes/6.txt codes/7.txt \
+  codes/8.txt codes/9.txt codes/10.txt codes/11.txt | sed 's/^/   /'
 
-table() { # WHO... ; reads decisions as JSON lines on stdin
-  local n=0 line decision reasons name
-  local names=("$@")
-  printf '   %-7s %-20s %s\n' DECISION REASONS "WHO (CODE AS THE GUARD SEES IT)"
-  while IFS= read -r line; do
-    decision=$(sed -n 's/.*"decision":"\([a-z]*\)".*/\1/p' <<<"$line")
-    reasons=$(sed -n 's/.*"reasons":\[\([^]]*\)\].*/\1/p' <<<"$line" | tr -d '"')
-    name=$(sed -n 's/.*"masked_name":"\([^"]*\)".*/\1/p' <<<"$line")
-    printf '   %-7s %-20s %s (%s)\n' "${decision^^}" "${reasons:--}" "${names[$n]:-?}" "${name:--}"
-    n=$((n + 1))
-  done
-}
-
-echo "== Offline, checkpointd watches the video as its camera and decides on each code"
+echo "== Offline, checkpointd watches the video as its camera, with its thermometer, card reader and gate"
 "$bin/checkpointd" --config checkpoint.toml --json >decisions.jsonl 2>>checkpointd.log
-table "${who[@]}" <decisions.jsonl
+"$bin/gatesim" table decisions.jsonl "${who[@]}"
 failed=$(grep -c 'sync failed' checkpointd.log || true)
-echo "   (the link was down: $failed sync attempts failed, scanning went on; every decision is in checkpoint.db)"
+echo "   (the link was down: $failed sync attempts failed, scanning went on; every passage is in checkpoint.db)"
 
 echo "== Meanwhile 王芳's status changes: the authority revokes her credentials"
 start_authority
@@ -156,11 +182,16 @@ echo "== The link returns: the checkpoint catches up"
 echo "== What the authority holds now"
 "$bin/authority" status --server "$url" --token authority/admin.token | sed 's/^/   /'
 
+echo "== The authority, alone, can read the sealed ID number of the person without a phone (for contact tracing)"
+stop_authority
+"$bin/authority" unseal --keys authority --db authority.db | sed 's/^/   /'
+start_authority
+
 echo "== 王芳 comes back with a fresh code on her phone"
-present 1 >codes/9.txt
-"$bin/gatevideo" -out gate.avi codes/9.txt >/dev/null
+present 1 >codes/12.txt
+"$bin/gatevideo" -out gate.avi codes/12.txt >/dev/null
 "$bin/checkpointd" --config checkpoint.toml --json >decisions2.jsonl 2>>checkpointd.log
-table "王芳, after the revocation reached the checkpoint" <decisions2.jsonl
+"$bin/gatesim" table decisions2.jsonl "王芳, after the revocation reached the checkpoint"
 
 echo
 echo "Files are in $work: the videos, decisions.jsonl, checkpoint.db, authority.db and the logs."

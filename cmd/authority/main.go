@@ -17,6 +17,7 @@
 //	authority status --server URL --token FILE
 //	authority colour --server URL --token FILE --id-number N --colour green|yellow|red
 //	authority declare --server URL --token FILE --id-number N --name NAME --holder holder.pub --out credential.cbor
+//	authority unseal --keys DIR --db FILE
 //
 // ID numbers must be valid 18-character GB 11643 numbers. --region is the
 // issuing region the credentials carry, e.g. 44 (a province): never a part of
@@ -61,6 +62,7 @@ commands:
   status         show the serving authority's checkpoints and revocations
   colour         set the colour the serving authority holds for a subject
   declare        have the serving authority issue a holder's credential
+  unseal         read the ID numbers checkpoints sealed to the event key (server stopped)
 
 Run authority <command> -h for the flags of a command.
 `
@@ -71,7 +73,7 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, clock.Clock, io.Writer) error{
-		"keygen": keygen, "trust": signTrust, "revoke": revoke, "colour": colour, "declare": declare,
+		"keygen": keygen, "trust": signTrust, "revoke": revoke, "colour": colour, "declare": declare, "unseal": unseal,
 		"issue": func(args []string, clk clock.Clock, stdout io.Writer) error {
 			return issue(args, clk, stdout, stderr)
 		},

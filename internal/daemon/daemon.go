@@ -52,6 +52,9 @@ type Daemon struct {
 	devices   Devices
 	reg       *prometheus.Registry
 	decisions *metrics.Decisions
+
+	lanesMu stdsync.Mutex
+	lanes   map[string]*lane // while Run runs
 }
 
 // Options are the daemon's edges: its clock, its log, the guard's display
@@ -357,6 +360,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 
+	d.lanesMu.Lock()
+	d.lanes = map[string]*lane{}
+	for _, ln := range lanes {
+		d.lanes[ln.name] = ln
+	}
+	d.lanesMu.Unlock()
+	defer func() {
+		d.lanesMu.Lock()
+		d.lanes = nil
+		d.lanesMu.Unlock()
+	}()
+
 	// Each lane runs on its own: one lane's failing device never stops
 	// another. The box stops when ctx ends, or when every lane's video
 	// has come to its end.
@@ -381,6 +396,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// ErrNoLane is returned by Act for a lane the running daemon does not
+// have (or when it is not running).
+var ErrNoLane = errors.New("no such lane running")
+
+// Act gives a guard's action to a lane's passages: a temperature taken
+// with a handheld thermometer, an ID number typed from a card, the
+// confirmation that a card matches, an override. The guard's screen calls
+// it.
+func (d *Daemon) Act(ctx context.Context, lane string, a passage.Action) error {
+	d.lanesMu.Lock()
+	l := d.lanes[lane]
+	d.lanesMu.Unlock()
+	if l == nil {
+		return fmt.Errorf("%w: %q", ErrNoLane, lane)
+	}
+	select {
+	case l.guard <- a:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func reasonList(rs []verify.Reason) string {
 	s := make([]string, len(rs))
 	for i, r := range rs {
@@ -391,7 +429,10 @@ func reasonList(rs []verify.Reason) string {
 
 // shown is the JSON form of a decided passage on the display.
 type shown struct {
-	Time     time.Time        `json:"time"`
+	Time time.Time `json:"time"`
+	// Opened is when the passage opened: for a code, when the frame or
+	// the scan it was read in was taken.
+	Opened   time.Time        `json:"opened"`
 	Lane     string           `json:"lane"`
 	Decision verify.Outcome   `json:"decision"`
 	Reasons  []verify.Reason  `json:"reasons"`
@@ -417,8 +458,8 @@ type shownReading struct {
 func (d *Daemon) show(p passage.Passage, ev store.Event, recorded bool) error {
 	d.displayMu.Lock()
 	defer d.displayMu.Unlock()
-	s := shown{Time: ev.Time, Lane: p.Lane, Decision: p.Outcome, Reasons: p.Reasons, Gate: ev.GateAction, Recorded: recorded,
-		Temperatures: []shownReading{}}
+	s := shown{Time: ev.Time, Opened: ev.Time.Add(-ev.Gathered), Lane: p.Lane, Decision: p.Outcome, Reasons: p.Reasons,
+		Gate: ev.GateAction, Recorded: recorded, Temperatures: []shownReading{}}
 	if s.Reasons == nil {
 		s.Reasons = []verify.Reason{}
 	}

@@ -440,3 +440,40 @@ func TestShutdownLeavesGateInFailState(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestGuardActs: a lane without a thermometer takes the guard's reading
+// from a handheld thermometer; the action is recorded with the guard's
+// name; a lane that is not there is an error.
+func TestGuardActs(t *testing.T) {
+	f := credentialtest.New()
+	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": codes(f, 1)})
+	var display bytes.Buffer
+	d := New(lb.cfg, Options{Clock: clocktest.NewRunning(f.Now), Display: &display, JSON: true})
+	ctx := context.Background()
+	if err := d.Act(ctx, "east", passage.Action{Kind: passage.Temperature}); !errors.Is(err, ErrNoLane) {
+		t.Errorf("acting before the lanes run: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	a := passage.Action{Kind: passage.Temperature, Guard: "李明", Celsius: 36.4, At: f.Now}
+	for err := d.Act(ctx, "east", a); errors.Is(err, ErrNoLane); err = d.Act(ctx, "east", a) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := d.Act(ctx, "west", a); !errors.Is(err, ErrNoLane) {
+		t.Errorf("acting on a lane the box does not have: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var s shown
+	if err := json.Unmarshal(display.Bytes(), &s); err != nil {
+		t.Fatalf("display %q: %v", display.String(), err)
+	}
+	if s.Decision != verify.Pass || len(s.Temperatures) != 1 || s.Temperatures[0].Source != "guard" {
+		t.Errorf("the guard's reading: %+v", s)
+	}
+	evs := lb.events(t)
+	if len(evs) != 1 || len(evs[0].Actions) != 1 || evs[0].Actions[0].Guard != "李明" || evs[0].Actions[0].Body != 3640 {
+		t.Errorf("recorded %+v", evs)
+	}
+}

@@ -416,11 +416,16 @@ func TestDecodeAndDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, dir, "authority", "revoke", "--root", "auth/root.key", "--id-number", "110101199001010015", "--list", "revs.cbor")
+	// A box without a thermometer, whose policy takes no temperature.
+	if err := os.WriteFile(filepath.Join(dir, "policy.json"), []byte(`{"temperature_required": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "cp.toml"), []byte(`name = "e2e"
 [trust]
 root_key = "auth/root.pub"
 trust_list = "trust.cbor"
 revocations = "revs.cbor"
+policy = "policy.json"
 [camera]
 device = "gate.avi"
 [store]

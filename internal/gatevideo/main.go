@@ -3,7 +3,7 @@
 // without a camera: each argument is a file holding one person's QR text
 // (what holder present prints). make demo runs it.
 //
-//	gatevideo -out gate.avi [-fps 30] [-each 2s] TEXTFILE...
+//	gatevideo -out gate.avi [-fps 30] [-each 2s] [-gap 1s] [-tail 1s] TEXTFILE...
 package main
 
 import (
@@ -21,9 +21,10 @@ func main() {
 	fps := flag.Float64("fps", 30, "frames a second")
 	each := flag.Duration("each", 2*time.Second, "time each person holds the phone up")
 	gap := flag.Duration("gap", time.Second, "time between people")
+	tail := flag.Duration("tail", time.Second, "time after the last person")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: gatevideo [-out FILE] [-fps N] [-each D] [-gap D] TEXTFILE...")
+		fmt.Fprintln(os.Stderr, "usage: gatevideo [-out FILE] [-fps N] [-each D] [-gap D] [-tail D] TEXTFILE...")
 		os.Exit(2)
 	}
 	var people []scene.Appearance
@@ -44,6 +45,7 @@ func main() {
 		people = append(people, scene.Appearance{Text: strings.TrimRight(string(b), "\r\n"), Start: t, End: t + *each, Pose: pose})
 		t += *each + *gap
 	}
+	t += *tail - *gap
 	if err := scene.WriteVideo(*out, *fps, t, 2026, people); err != nil {
 		fmt.Fprintln(os.Stderr, "gatevideo:", err)
 		os.Exit(1)

@@ -19,10 +19,12 @@ type Appearance struct {
 	Pose Params
 }
 
-// Timing of a phone's movements, and how fast it moves meanwhile.
+// Timing of a phone's movements, and how fast it moves meanwhile: a phone
+// is raised into view for RaiseTime from its Start, held, and lowered for
+// LowerTime before its End. A code is "shown" from Start + RaiseTime.
 const (
-	raiseTime = 400 * time.Millisecond
-	lowerTime = 300 * time.Millisecond
+	RaiseTime = 400 * time.Millisecond
+	LowerTime = 300 * time.Millisecond
 )
 
 // FrameAt returns the parameters of the frame at time t: the phone of the
@@ -38,10 +40,10 @@ func FrameAt(t time.Duration, background uint64, people []Appearance, frame int)
 		p.NoiseSeed = background + uint64(frame%6) + 1
 		// Out of view below the frame, then up: 1 is out, 0 is held.
 		away := 0.0
-		if in := float64(t-a.Start) / float64(raiseTime); in < 1 {
+		if in := float64(t-a.Start) / float64(RaiseTime); in < 1 {
 			away = 1 - in
 		}
-		if out := float64(a.End-t) / float64(lowerTime); out < 1 {
+		if out := float64(a.End-t) / float64(LowerTime); out < 1 {
 			away = math.Max(away, 1-out)
 		}
 		p.CenterY += away * 0.9

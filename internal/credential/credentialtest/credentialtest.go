@@ -1,7 +1,8 @@
 // Package credentialtest builds codes for tests: fixed keys made from
 // seeds, a trust list naming them, and helpers that issue and present
-// credentials with any field changed. Tests of verify, the commands and the
-// test vectors import it; nothing else should.
+// credentials with any field changed. Tests (of verify, the passage, the
+// daemon, the commands, the test vectors) and the benchmarks import it;
+// nothing else should.
 package credentialtest
 
 import (
