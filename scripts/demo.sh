@@ -17,6 +17,7 @@ cd "$work"
 authority() { "$bin/authority" "$@" >/dev/null; }
 holder() { "$bin/holder" "$@"; }
 ago() { date -u -d "-$1" +%Y-%m-%dT%H:%M:%SZ; }
+in_() { date -u -d "+$1" +%Y-%m-%dT%H:%M:%SZ; }
 
 server_pid=""
 start_authority() {
@@ -135,19 +136,23 @@ echo "== The link goes down"
 stop_authority
 
 echo "== Each person's phone shows a fresh code; one more shows a screenshot taken 2 minutes ago"
+# A phone signs its code for the moment it is shown. The video is rendered
+# first and played after: person k (from 0) raises the phone 1 + 3k seconds
+# into it, and rendering takes about 20 s, so each phone signs for then.
 present() { holder present --credential "people/$1/credential.cbor" --key "people/$1/holder.key" "${@:2}"; }
+shown() { in_ "$((20 + 1 + 3 * $1)) seconds"; }
 mkdir -p codes
-present 1 >codes/1.txt
-present 2 >codes/2.txt
-present 3 >codes/3.txt
-present 4 >codes/4.txt
-present 5 >codes/5.txt
-holder present --credential people/forged/credential.cbor --key people/forged/holder.key >codes/6.txt
+present 1 --at "$(shown 0)" >codes/1.txt
+present 2 --at "$(shown 1)" >codes/2.txt
+present 3 --at "$(shown 2)" >codes/3.txt
+present 4 --at "$(shown 3)" >codes/4.txt
+present 5 --at "$(shown 4)" >codes/5.txt
+holder present --credential people/forged/credential.cbor --key people/forged/holder.key --at "$(shown 5)" >codes/6.txt
 holder present --credential people/6/credential.cbor >codes/7.txt
 present 1 --at "$(ago '2 minutes')" >codes/8.txt
-present 7 >codes/9.txt
-present 8 >codes/10.txt
-present 9 >codes/11.txt
+present 7 --at "$(shown 8)" >codes/9.txt
+present 8 --at "$(shown 9)" >codes/10.txt
+present 9 --at "$(shown 10)" >codes/11.txt
 who=(
   "王芳, green code on her phone"
   "李四, yellow code"

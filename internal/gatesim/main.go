@@ -176,7 +176,7 @@ func table(args []string, out io.Writer) error {
 	}
 	defer f.Close()
 	who := args[1:]
-	fmt.Fprintf(out, "   %-7s %-24s %-12s %-6s %s\n", "DECISION", "REASONS", "TEMPERATURE", "GATE", "WHO (AS THE GUARD SEES IT)")
+	fmt.Fprintf(out, "   %-8s %-20s %-11s %-6s %s\n", "DECISION", "REASONS", "TEMPERATURE", "GATE", "WHO (AS THE GUARD SEES IT)")
 	in := bufio.NewScanner(f)
 	for i := 0; in.Scan(); i++ {
 		var d decision
@@ -213,7 +213,7 @@ func table(args []string, out io.Writer) error {
 		if gate == "" {
 			gate = "-"
 		}
-		fmt.Fprintf(out, "   %-8s %-24s %-12s %-6s %s (%s)\n", strings.ToUpper(d.Decision), reasons, temp, gate, name, shown)
+		fmt.Fprintf(out, "   %-8s %-20s %-11s %-6s %s (%s)\n", strings.ToUpper(d.Decision), reasons, temp, gate, name, shown)
 	}
 	return in.Err()
 }
