@@ -477,3 +477,43 @@ func TestGuardActs(t *testing.T) {
 		t.Errorf("recorded %+v", evs)
 	}
 }
+
+// TestFireAlarm: the fire alarm holds the gate open, and each change of
+// it is recorded as an event of its own.
+func TestFireAlarm(t *testing.T) {
+	f := credentialtest.New()
+	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil})
+	relay, alarm := 3, 4
+	lb.cfg.Lanes[0].Gate = config.Gate{Kind: "gpio", Chip: "fake", Relay: &relay, FireAlarm: &alarm, Fail: "closed"}
+	lb.cfg.Lanes[0].Camera.Device = "/dev/video-absent"
+	clk := clocktest.NewRunning(f.Now)
+	pins := hardwaretest.NewGatePins(clk)
+	ctx, cancel := context.WithCancel(context.Background())
+	d := New(lb.cfg, Options{Clock: clk, Devices: Devices{
+		Pins: func(string, config.Gate) (gate.Pins, func(), error) { return pins.Pins(), nil, nil },
+	}})
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	wait := func(cond func() bool, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	wait(func() bool { return pins.FireAlarm.Watching() > 0 }, "the gate to watch the alarm")
+	pins.FireAlarm.Set(true)
+	wait(pins.Relay.Active, "the relay to be held")
+	pins.FireAlarm.Set(false)
+	wait(func() bool { return !pins.Relay.Active() }, "the relay to rest")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	evs := lb.events(t)
+	if len(evs) != 2 || evs[0].Kind != "fire_alarm" || evs[0].GateAction != "held_open" || evs[1].GateAction != "released" ||
+		evs[0].Lane != "east" {
+		t.Errorf("recorded %+v", evs)
+	}
+}
