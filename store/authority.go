@@ -153,10 +153,13 @@ func (a *Authority) DeviceKey(id string) (ed25519.PublicKey, error) {
 // StoreEvents stores a device's uploaded events, once each: an event
 // already held with the same hash is skipped, one with another hash is a
 // conflict. Events must come in order without a gap (ErrGap): each one is
-// at most one past the highest held, so that its hash and its link to the
-// event before it (the zero hash for the first) are always checked. It
-// returns the device's mark: the highest sequence number held, with none
-// missing before it. A batch is stored whole or not at all.
+// at most one past the mark, so that its hash and its link to the event
+// before it (the zero hash for the first) are always checked. Events held
+// past the mark (a database from before this rule kept events after a
+// gap) are checked the same way when the mark reaches them: the mark
+// moves over each one that links to the one before it. It returns the
+// device's mark: the highest sequence number held, with none missing
+// before it. A batch is stored whole or not at all.
 func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 	var mark uint64
 	err := a.db.Update(func(tx *bolt.Tx) error {
@@ -182,24 +185,40 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 				if old.Hash != e.Hash {
 					return fmt.Errorf("%w: event %d", ErrConflict, e.Seq)
 				}
+				if e.Seq == mark+1 {
+					// Held past a gap once: it counts now that it is
+					// checked against the event before it.
+					if err := checkLink(evs, e); err != nil {
+						return err
+					}
+					mark = e.Seq
+				}
 				continue
 			}
 			if e.Seq != mark+1 {
 				return fmt.Errorf("%w: event %d after event %d", ErrGap, e.Seq, mark)
 			}
-			var prevHash [32]byte
-			if e.Seq > 1 {
-				p, err := DecodeEvent(evs.Get(u64(e.Seq - 1)))
-				if err != nil {
-					return err
-				}
-				prevHash = p.Hash
-			}
-			if e.Prev != prevHash {
-				return fmt.Errorf("%w: event %d does not follow event %d", ErrBadEvent, e.Seq, e.Seq-1)
+			if err := checkLink(evs, e); err != nil {
+				return err
 			}
 			if err := evs.Put(u64(e.Seq), raw); err != nil {
 				return err
+			}
+			mark = e.Seq
+		}
+		// Events held past the batch, from before the gap rule, that
+		// continue it.
+		for {
+			held := evs.Get(u64(mark + 1))
+			if held == nil {
+				break
+			}
+			e, err := DecodeEvent(held)
+			if err != nil {
+				return err
+			}
+			if h, err := ChainHash(e); err != nil || h != e.Hash || e.Seq != mark+1 || checkLink(evs, e) != nil {
+				break // the device's upload of this event will say what is wrong
 			}
 			mark = e.Seq
 		}
@@ -209,6 +228,23 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 		return 0, err
 	}
 	return mark, nil
+}
+
+// checkLink checks that e links to the event held before it (the zero
+// hash for the first).
+func checkLink(evs *bolt.Bucket, e Event) error {
+	var prevHash [32]byte
+	if e.Seq > 1 {
+		p, err := DecodeEvent(evs.Get(u64(e.Seq - 1)))
+		if err != nil {
+			return err
+		}
+		prevHash = p.Hash
+	}
+	if e.Prev != prevHash {
+		return fmt.Errorf("%w: event %d does not follow event %d", ErrBadEvent, e.Seq, e.Seq-1)
+	}
+	return nil
 }
 
 // Mark returns the device's mark.
@@ -315,42 +351,49 @@ func dropKey(e RevEntry) []byte {
 func (a *Authority) Revoke(entries []RevEntry) (uint64, error) {
 	var version uint64
 	err := a.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(aMeta)
-		version = getU64(meta, aKeyRevVersion) + 1
-		set, err := a.revSet(meta)
-		if err != nil {
-			return err
-		}
-		revs, byv, byd := tx.Bucket(aRevs), tx.Bucket(aByVersion), tx.Bucket(aByDrop)
-		for _, e := range entries {
-			if old := revs.Get(e.Subject[:]); old != nil {
-				o, ov := decodeARev(e.Subject[:], old)
-				if o.Before >= e.Before && o.DropAfter >= e.DropAfter {
-					continue // already covered
-				}
-				e.Before, e.DropAfter = max(e.Before, o.Before), max(e.DropAfter, o.DropAfter)
-				set.Remove(o)
-				if err := byv.Delete(append(u64(ov), e.Subject[:]...)); err != nil {
-					return err
-				}
-				if err := byd.Delete(dropKey(o)); err != nil {
-					return err
-				}
-			}
-			set.Add(e)
-			if err := revs.Put(e.Subject[:], encodeARev(e, version)); err != nil {
-				return err
-			}
-			if err := byv.Put(append(u64(version), e.Subject[:]...), []byte{0}); err != nil {
-				return err
-			}
-			if err := byd.Put(dropKey(e), nil); err != nil {
-				return err
-			}
-		}
-		return putRevState(meta, version, set)
+		var err error
+		version, err = a.revoke(tx, entries)
+		return err
 	})
 	return version, err
+}
+
+// revoke adds revocations as one new version within tx.
+func (a *Authority) revoke(tx *bolt.Tx, entries []RevEntry) (uint64, error) {
+	meta := tx.Bucket(aMeta)
+	version := getU64(meta, aKeyRevVersion) + 1
+	set, err := a.revSet(meta)
+	if err != nil {
+		return 0, err
+	}
+	revs, byv, byd := tx.Bucket(aRevs), tx.Bucket(aByVersion), tx.Bucket(aByDrop)
+	for _, e := range entries {
+		if old := revs.Get(e.Subject[:]); old != nil {
+			o, ov := decodeARev(e.Subject[:], old)
+			if o.Before >= e.Before && o.DropAfter >= e.DropAfter {
+				continue // already covered
+			}
+			e.Before, e.DropAfter = max(e.Before, o.Before), max(e.DropAfter, o.DropAfter)
+			set.Remove(o)
+			if err := byv.Delete(append(u64(ov), e.Subject[:]...)); err != nil {
+				return 0, err
+			}
+			if err := byd.Delete(dropKey(o)); err != nil {
+				return 0, err
+			}
+		}
+		set.Add(e)
+		if err := revs.Put(e.Subject[:], encodeARev(e, version)); err != nil {
+			return 0, err
+		}
+		if err := byv.Put(append(u64(version), e.Subject[:]...), []byte{0}); err != nil {
+			return 0, err
+		}
+		if err := byd.Put(dropKey(e), nil); err != nil {
+			return 0, err
+		}
+	}
+	return version, putRevState(meta, version, set)
 }
 
 // Expire removes the entries whose drop-after time has passed, as one new
@@ -467,10 +510,16 @@ func (a *Authority) RevocationItems(since uint64) (items []RevEntry, snapshot bo
 	return items, snapshot, version, set, err
 }
 
-// Declare records a holder's declaration at now, unless the last one was
-// less than gap ago. It reports whether it was allowed and, if not, when
-// the next one will be.
-func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.Duration) (bool, time.Time, error) {
+// Declare records a holder's declaration at now and has issue make the
+// credential, in one transaction: issue gets the colour the authority
+// holds for the subject ("" for none) and the issue time, now or, if the
+// colour was set in this very second, the second after (a colour change
+// revokes the credentials issued at or before it). Nothing is recorded if
+// issue fails, or if the last declaration was less than gap ago; Declare
+// then reports false and when the next one is allowed. issue must not use
+// the database.
+func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.Duration,
+	issue func(colour string, at time.Time) error) (bool, time.Time, error) {
 	ok := false
 	var next time.Time
 	err := a.db.Update(func(tx *bolt.Tx) error {
@@ -479,6 +528,19 @@ func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.D
 			if next = time.Unix(int64(binary.BigEndian.Uint64(last)), 0).Add(gap); now.Before(next) {
 				return nil
 			}
+		}
+		var c colourRecord
+		if raw := tx.Bucket(aColours).Get(subject[:]); raw != nil {
+			if err := decMode.Unmarshal(raw, &c); err != nil {
+				return err
+			}
+		}
+		at := now
+		if after := c.Since.Add(time.Second); c.Colour != "" && at.Before(after) {
+			at = after
+		}
+		if err := issue(c.Colour, at); err != nil {
+			return err
 		}
 		ok = true
 		return h.Put(subject[:], u64(uint64(now.Unix())))
@@ -507,13 +569,30 @@ func (a *Authority) Colour(subject [SubjectSize]byte) (string, error) {
 	return c.Colour, err
 }
 
-// SetColour records a subject's colour from at.
-func (a *Authority) SetColour(subject [SubjectSize]byte, colour string, at time.Time) error {
+// SetColour records a subject's colour from at and adds rev, the
+// revocation of the credentials issued at or before at, in one
+// transaction, whether or not the colour changed: setting a colour again
+// revokes again, so a set that failed half-way cannot leave credentials of
+// the old colour standing. It also forgets the subject's last declaration:
+// a holder whose colour was set may declare at once. It returns the
+// revocation version.
+func (a *Authority) SetColour(subject [SubjectSize]byte, colour string, at time.Time, rev RevEntry) (uint64, error) {
 	raw, err := encMode.Marshal(colourRecord{Colour: colour, Since: at})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(aColours).Put(subject[:], raw) })
+	var version uint64
+	err = a.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(aColours).Put(subject[:], raw); err != nil {
+			return err
+		}
+		if err := tx.Bucket(aHolders).Delete(subject[:]); err != nil {
+			return err
+		}
+		version, err = a.revoke(tx, []RevEntry{rev})
+		return err
+	})
+	return version, err
 }
 
 // TrustList returns the trust list the authority serves.

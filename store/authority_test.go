@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestAuthorityExpiryAndDeltas: entries leave the authority's set at their
@@ -132,5 +134,151 @@ func TestStoreEventsInOrder(t *testing.T) {
 	}
 	if m, _ := a.Mark(dev); m != 120 {
 		t.Errorf("mark %d", m)
+	}
+}
+
+// chainOf returns n events as a box records them, linked from the first.
+func chainOf(t *testing.T, n int) [][]byte {
+	t.Helper()
+	var chain [][]byte
+	var prev [32]byte
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		e := Event{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Kind: "scan", Decision: "pass", Prev: prev}
+		var err error
+		if e.Hash, err = ChainHash(e); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, prev = append(chain, raw), e.Hash
+	}
+	return chain
+}
+
+// TestStoreEventsHeldPastAGap: a database from before the gap rule holds
+// events after a gap. Once the gap is filled the mark moves over them,
+// checking each link, instead of stopping at the last event stored, which
+// would leave the device sending the same batch forever.
+func TestStoreEventsHeldPastAGap(t *testing.T) {
+	a, err := OpenAuthority(filepath.Join(t.TempDir(), "authority.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.AddToken("tok", "gate", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := a.Enroll("tok", "gate", make([]byte, 32), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := chainOf(t, 20)
+	if mark, err := a.StoreEvents(dev, chain[:5]); err != nil || mark != 5 {
+		t.Fatalf("events 1-5: mark %d, %v", mark, err)
+	}
+	// Events 8-10 and 12-13 held past the gap, as the old rule kept them.
+	holdRaw := func(seqs ...int) {
+		err := a.db.Update(func(tx *bolt.Tx) error {
+			evs := tx.Bucket(aEvents).Bucket([]byte(dev))
+			for _, s := range seqs {
+				if err := evs.Put(u64(uint64(s)), chain[s-1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	holdRaw(8, 9, 10, 12, 13)
+	// The device sends 6 to 10: 8 to 10 are held already.
+	if mark, err := a.StoreEvents(dev, chain[5:10]); err != nil || mark != 10 {
+		t.Fatalf("events 6-10 with 8-10 held: mark %d, %v; want 10", mark, err)
+	}
+	// Event 11 fills the next gap: the mark moves over 12 and 13.
+	if mark, err := a.StoreEvents(dev, chain[10:11]); err != nil || mark != 13 {
+		t.Fatalf("event 11 with 12-13 held: mark %d, %v; want 13", mark, err)
+	}
+	// A held event that does not link to the one before it stops the mark,
+	// and the upload of that event is refused.
+	forged := Event{Seq: 15, Time: t0, Kind: "scan", Decision: "pass"}
+	forged.Hash, _ = ChainHash(forged)
+	raw, _ := EncodeEvent(forged)
+	err = a.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(aEvents).Bucket([]byte(dev)).Put(u64(15), raw) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark, err := a.StoreEvents(dev, chain[13:14]); err != nil || mark != 14 {
+		t.Fatalf("event 14 with an unlinked 15 held: mark %d, %v; want 14", mark, err)
+	}
+	if _, err := a.StoreEvents(dev, [][]byte{raw}); !errors.Is(err, ErrBadEvent) {
+		t.Errorf("the held, unlinked event 15 uploaded: %v, want ErrBadEvent", err)
+	}
+	if m, _ := a.Mark(dev); m != 14 {
+		t.Errorf("mark %d, want 14", m)
+	}
+}
+
+// TestDeclareAndSetColour: a declaration reads the colour, checks the gap
+// and records itself in one transaction with the issue; a failed issue
+// records nothing; a colour set revokes every time and clears the gap; a
+// declaration in the second of a colour change is dated after the change's
+// cut-off.
+func TestDeclareAndSetColour(t *testing.T) {
+	a, err := OpenAuthority(filepath.Join(t.TempDir(), "authority.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	s := subj('p')
+	type issued struct {
+		colour string
+		at     time.Time
+	}
+	var got []issued
+	issue := func(colour string, at time.Time) error {
+		got = append(got, issued{colour, at})
+		return nil
+	}
+	if ok, _, err := a.Declare(s, t0, 24*time.Hour, func(string, time.Time) error { return errors.New("signing failed") }); ok || err == nil {
+		t.Fatalf("a failed issue: %v, %v", ok, err)
+	}
+	if ok, _, err := a.Declare(s, t0, 24*time.Hour, issue); !ok || err != nil {
+		t.Fatalf("after a failed issue the declaration of the day was refused: %v, %v", ok, err)
+	}
+	if ok, next, err := a.Declare(s, t0.Add(time.Hour), 24*time.Hour, issue); ok || err != nil || !next.Equal(t0.Add(24*time.Hour)) {
+		t.Fatalf("a second declaration within the day: %v, next %v, %v", ok, next, err)
+	}
+	rev := func(at time.Time) RevEntry {
+		return RevEntry{Subject: s, Before: at.Unix(), DropAfter: at.Add(30 * 24 * time.Hour).Unix()}
+	}
+	change := t0.Add(2 * time.Hour)
+	v1, err := a.SetColour(s, "red", change, rev(change))
+	if err != nil || v1 != 1 {
+		t.Fatalf("set red: version %d, %v", v1, err)
+	}
+	// Set again (a retry): revoked again, harmlessly.
+	if v2, err := a.SetColour(s, "red", change, rev(change)); err != nil || v2 != 2 {
+		t.Fatalf("red set again: version %d, %v; want 2", v2, err)
+	}
+	if c, _ := a.Colour(s); c != "red" {
+		t.Errorf("colour %q", c)
+	}
+	// The colour set cleared the gap; in the same second the issue time is
+	// the next second, after the cut-off.
+	if ok, _, err := a.Declare(s, change, 24*time.Hour, issue); !ok || err != nil {
+		t.Fatalf("a declaration right after the colour was set: %v, %v", ok, err)
+	}
+	want := []issued{{"", t0}, {"red", change.Add(time.Second)}}
+	if len(got) != 2 || got[0].colour != want[0].colour || !got[0].at.Equal(want[0].at) ||
+		got[1].colour != want[1].colour || !got[1].at.Equal(want[1].at) {
+		t.Errorf("issued %v, want %v", got, want)
+	}
+	items, _, _, set, _ := a.RevocationItems(0)
+	if set.Count != 1 || len(items) != 1 || items[0].Before != change.Unix() {
+		t.Errorf("revocations %+v (%d entries)", items, set.Count)
 	}
 }

@@ -25,10 +25,12 @@ const restartPenalty = 2 * time.Second
 const StepTolerance = 2 * time.Second
 
 // Estimator tells the checkpoint what time it is and how sure it can be:
-// the authority's time at the last sync, carried forward by the monotonic
-// clock within the process, by the kernel's boot clock after a restart in
-// the same boot, and by the wall clock alone after a reboot, with an
-// uncertainty that grows with the time since the sync. A clock found
+// the authority's time at the last sync, carried forward by the kernel's
+// boot clock while the boot is the anchor's (within the process and
+// across a restart; it counts a suspend, which the monotonic clock does
+// not), by the monotonic clock within the process where there is no boot
+// clock, and by the wall clock alone after a reboot, with an uncertainty
+// that grows with the time since the sync. A clock found
 // running backwards, or earlier than a time the checkpoint has already
 // trusted, is not trusted until the next sync. Without any sync the
 // uncertainty is unknown.
@@ -129,23 +131,23 @@ func (e *Estimator) Now() verify.Instant {
 	var elapsed time.Duration
 	penalty := time.Duration(0)
 	byWall := false
+	since, sameBoot := e.sameBoot()
 	switch {
+	case sameBoot:
+		// The anchor's boot, in this process or after a restart: the
+		// boot clock carries the anchor. Steps of the wall clock do not
+		// move it, and it goes on counting while the box is suspended.
+		elapsed = since - e.anchor.Boot
 	case e.fresh && hasMono:
 		// Steps of the wall clock do not move the monotonic one.
 		elapsed = monoNow - e.localMono
 	case e.fresh:
 		elapsed, byWall = now.Sub(e.local), true
 	default:
-		if since, ok := e.sameBoot(); ok {
-			// Restarted in the same boot: the boot clock carries the
-			// anchor, as the monotonic one does within a process.
-			elapsed = since - e.anchor.Boot
-		} else {
-			// Rebooted, or an anchor without a boot id: the wall clock
-			// is all there is.
-			elapsed, byWall = now.Sub(e.anchor.Wall), true
-			penalty = restartPenalty
-		}
+		// Rebooted, or an anchor without a boot id: the wall clock is all
+		// there is.
+		elapsed, byWall = now.Sub(e.anchor.Wall), true
+		penalty = restartPenalty
 	}
 	est := e.anchor.Server.Add(elapsed)
 	drift := time.Duration(float64(elapsed.Abs()) * MaxDrift)

@@ -192,3 +192,21 @@ func TestSlowStatusAnswer(t *testing.T) {
 		t.Errorf("status still says %q", st.AnchorRefused)
 	}
 }
+
+// TestClockThroughSuspend: the box is suspended for an hour after a sync.
+// The monotonic clock stops meanwhile; the boot clock does not, and it
+// carries the estimate within the process too: the time stays right and no
+// step of the wall clock is seen.
+func TestClockThroughSuspend(t *testing.T) {
+	w := newWorld(t)
+	w.mustSync()
+	w.aclock.Advance(time.Hour)
+	w.bclock.Suspend(time.Hour)
+	got, truth := w.est.Now(), w.aclock.Now()
+	if got.Uncertainty < 0 || got.Time.Sub(truth).Abs() > time.Second {
+		t.Errorf("after a suspend the box thinks it is %v ± %v; it is %v", got.Time, got.Uncertainty, truth)
+	}
+	if step := w.est.ClockStep(); step != 0 {
+		t.Errorf("the wall clock, right through the suspend, taken as stepped by %v", step)
+	}
+}

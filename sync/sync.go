@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -46,8 +47,11 @@ type Config struct {
 	Interval   time.Duration // between syncs when all is well; 0: 30 s
 	MinBackoff time.Duration // after a failure; 0: 1 s
 	MaxBackoff time.Duration // cap; 0: 5 minutes
-	Batch      int           // events per upload; 0: 5,000
-	Retention  time.Duration // how long acknowledged events are kept; 0: 30 days
+	// Batch is the most events an upload carries; 0: 5,000. After an
+	// upload times out the next carries half as many (down to MinBatch),
+	// and each upload that succeeds lets them grow again.
+	Batch     int
+	Retention time.Duration // how long acknowledged events are kept; 0: 30 days
 	// MaxAnchorRTT is the longest round trip of a status call that may
 	// anchor the clock (the anchor's uncertainty is half of it); 0: 4 s.
 	// A slower answer counts for the rest of the sync, but the clock keeps
@@ -92,6 +96,8 @@ type Syncer struct {
 	// skew corrects the date of signed requests when the authority has
 	// refused one as outside its window: its time minus the estimate.
 	skew atomic.Int64
+	// batch is the number of events the next upload carries.
+	batch atomic.Int64
 
 	mu     stdsync.Mutex
 	status Status
@@ -99,6 +105,28 @@ type Syncer struct {
 
 // maxBatchBytes bounds the events of one upload.
 const maxBatchBytes = 4 << 20
+
+// MinBatch is the fewest events an upload is cut down to after timeouts.
+const MinBatch = 100
+
+// Every request has a deadline of baseTimeout plus the time the bytes it
+// moves take at minRate, the slowest link waited for (the authority waits
+// for the same). An answer whose size is not known beforehand is given
+// the time of answerBytes, an upload's acknowledgement that of ackBytes,
+// a revocation chunk that of chunkEntryBytes an entry (an entry is 12 to
+// 23 bytes).
+const (
+	baseTimeout     = 30 * time.Second
+	minRate         = 4 << 10
+	answerBytes     = 64 << 10
+	ackBytes        = 1 << 10
+	chunkEntryBytes = 32
+)
+
+// timeoutFor is the deadline of a request moving n bytes.
+func timeoutFor(n int) time.Duration {
+	return baseTimeout + time.Duration(n)*time.Second/minRate
+}
 
 // Errors of a sync.
 var (
@@ -130,12 +158,14 @@ func New(cfg Config, box *store.Box, est *Estimator, clk clock.Clock, log *slog.
 		cfg.MaxAnchorRTT = DefaultMaxAnchorRTT
 	}
 	if client == nil {
-		client = &http.Client{Timeout: 60 * time.Second}
+		// Each request carries its own deadline, by its size.
+		client = &http.Client{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Syncer{cfg: cfg, box: box, est: est, http: client, clock: clk, log: log.With("component", "sync")}
+	s.batch.Store(int64(cfg.Batch))
 	// How the last sync went, as recorded before a restart.
 	last, err := box.LastSync()
 	if err != nil {
@@ -243,7 +273,7 @@ func (s *Syncer) syncOnce(ctx context.Context) error {
 	if err := s.upload(ctx, dev, st.Mark); err != nil {
 		return err
 	}
-	if err := s.revocations(ctx); err != nil {
+	if err := s.revocations(ctx, dev); err != nil {
 		return err
 	}
 	if _, err := s.box.Prune(s.cfg.Retention); err != nil {
@@ -261,24 +291,45 @@ func (s *Syncer) url(path string, q url.Values) string {
 }
 
 // do sends a request, signed by the device when dev is set, and returns
-// the body of a 200 answer.
-func (s *Syncer) do(ctx context.Context, method, u string, body []byte, dev string, nonce []byte) ([]byte, int, error) {
-	b, code, hint, err := s.send(ctx, method, u, body, dev, nonce)
+// the body of a 200 answer. expect is the size of the answer expected (0:
+// answerBytes); the request's deadline is by its size and the answer's.
+func (s *Syncer) do(ctx context.Context, method, u string, body []byte, dev string, nonce []byte, expect int) ([]byte, int, error) {
+	if expect <= 0 {
+		expect = answerBytes
+	}
+	b, code, hint, err := s.send(ctx, method, u, body, dev, nonce, expect)
 	if code == http.StatusUnauthorized && dev != "" && !hint.IsZero() {
+		if !s.plausible(hint) {
+			// The hint is unsigned: one that no authority of this trust
+			// list could give is someone else's.
+			s.log.Warn("ignoring an implausible time from the authority", "time", hint)
+			return b, code, err
+		}
 		// The request's date was outside the authority's window: this
-		// box's clock is off. Date requests by the authority's word from
-		// now on (it sets nothing else) and try once more.
+		// box's clock is off. Date requests by the authority's word until
+		// the next clock anchor (it sets nothing else) and try once more.
 		skew := hint.Sub(s.est.Now().Time)
 		s.skew.Store(int64(skew))
 		s.log.Warn("the authority refused the request's date: dating requests by its time", "offset", skew.Round(time.Second))
-		b, code, _, err = s.send(ctx, method, u, body, dev, nonce)
+		b, code, _, err = s.send(ctx, method, u, body, dev, nonce, expect)
 	}
 	return b, code, err
 }
 
-// send sends a request once. When the authority refuses a signed
-// request's date, it returns the authority's time from the answer.
-func (s *Syncer) send(ctx context.Context, method, u string, body []byte, dev string, nonce []byte) ([]byte, int, time.Time, error) {
+// plausible reports whether t can be an authority's time: not before the
+// trust list in force was issued, not more than a year after it expires.
+func (s *Syncer) plausible(t time.Time) bool {
+	l := s.Trust()
+	return l != nil && !t.Before(l.IssuedAt) && !t.After(l.Expires.AddDate(1, 0, 0))
+}
+
+// send sends a request once, within a deadline for its size and the
+// answer's (expect). When the authority refuses a signed request's date,
+// it returns the authority's time from the answer.
+func (s *Syncer) send(ctx context.Context, method, u string, body []byte, dev string, nonce []byte, expect int) ([]byte, int, time.Time, error) {
+	// The deadline is on the network's clock, not the injected one.
+	ctx, cancel := context.WithTimeout(ctx, timeoutFor(len(body)+expect))
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, time.Time{}, err
@@ -295,7 +346,7 @@ func (s *Syncer) send(ctx context.Context, method, u string, body []byte, dev st
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
 	if err != nil {
-		return nil, res.StatusCode, time.Time{}, err
+		return nil, res.StatusCode, time.Time{}, fmt.Errorf("sync: %s %s: %w", method, u, err)
 	}
 	if res.StatusCode != http.StatusOK {
 		var hint time.Time
@@ -305,6 +356,13 @@ func (s *Syncer) send(ctx context.Context, method, u string, body []byte, dev st
 		return nil, res.StatusCode, hint, fmt.Errorf("sync: %s %s: %s: %s", method, u, res.Status, bytes.TrimSpace(b))
 	}
 	return b, res.StatusCode, time.Time{}, nil
+}
+
+// timedOut reports whether err is a request that ran out of time, rather
+// than one cancelled or refused.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func newNonce() []byte {
@@ -327,7 +385,7 @@ func (s *Syncer) enrolled(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, _, err := s.do(ctx, http.MethodPost, s.url(protocol.PathEnroll, nil), body, "", nil)
+	b, _, err := s.do(ctx, http.MethodPost, s.url(protocol.PathEnroll, nil), body, "", nil, 0)
 	if err != nil {
 		return "", err
 	}
@@ -374,7 +432,7 @@ func (s *Syncer) open(raw []byte, typ string, v any, at func(any) time.Time) err
 func (s *Syncer) statusCall(ctx context.Context, dev string) (protocol.Status, error) {
 	nonce := newNonce()
 	t0 := s.clock.Now()
-	raw, _, err := s.do(ctx, http.MethodGet, s.url(protocol.PathStatus, nil), nil, dev, nonce)
+	raw, _, err := s.do(ctx, http.MethodGet, s.url(protocol.PathStatus, nil), nil, dev, nonce, 0)
 	if err != nil {
 		return protocol.Status{}, err
 	}
@@ -404,6 +462,8 @@ func (s *Syncer) statusCall(ctx context.Context, dev string) (protocol.Status, e
 	if err := s.est.anchorAt(anchor, t1); err != nil {
 		return st, err
 	}
+	// The estimate is the authority's time now: requests need no other.
+	s.skew.Store(0)
 	s.mu.Lock()
 	s.status.Offset, s.status.AnchorRefused = anchor.Server.Sub(t1), ""
 	s.mu.Unlock()
@@ -413,7 +473,7 @@ func (s *Syncer) statusCall(ctx context.Context, dev string) (protocol.Status, e
 // updateTrust downloads the trust list and keeps it if it checks out
 // against the pinned root and is newer than the one held (at least want).
 func (s *Syncer) updateTrust(ctx context.Context, want uint64) error {
-	raw, _, err := s.do(ctx, http.MethodGet, s.url(protocol.PathTrust, nil), nil, "", nil)
+	raw, _, err := s.do(ctx, http.MethodGet, s.url(protocol.PathTrust, nil), nil, "", nil, 0)
 	if err != nil {
 		return err
 	}
@@ -463,7 +523,7 @@ func (s *Syncer) upload(ctx context.Context, dev string, theirs uint64) error {
 		ours = theirs
 	}
 	for {
-		raws, err := s.box.RawEvents(ours+1, s.cfg.Batch)
+		raws, err := s.box.RawEvents(ours+1, int(s.batch.Load()))
 		if err != nil {
 			return err
 		}
@@ -489,9 +549,18 @@ func (s *Syncer) upload(ctx context.Context, dev string, theirs uint64) error {
 			return err
 		}
 		nonce := newNonce()
-		raw, _, err := s.do(ctx, http.MethodPost, s.url(protocol.PathEvents, nil), body, dev, nonce)
+		raw, _, err := s.do(ctx, http.MethodPost, s.url(protocol.PathEvents, nil), body, dev, nonce, ackBytes)
 		if err != nil {
+			if timedOut(err) && ctx.Err() == nil {
+				// A link too slow for the batch: send less at a time.
+				n := max(int64(MinBatch), int64(len(raws))/2)
+				s.batch.Store(min(n, s.batch.Load()))
+				s.log.Warn("upload timed out: sending fewer events at a time", "events", len(raws), "next", s.batch.Load())
+			}
 			return err
+		}
+		if b := s.batch.Load(); b < int64(s.cfg.Batch) {
+			s.batch.Store(min(int64(s.cfg.Batch), b+b/4+1))
 		}
 		var ack protocol.Ack
 		if err := s.open(raw, protocol.TypeAck, &ack, func(any) time.Time { return s.est.Now().Time }); err != nil {
@@ -516,9 +585,9 @@ func (s *Syncer) upload(ctx context.Context, dev string, theirs uint64) error {
 }
 
 // revocations brings the revocations up to the authority's version.
-func (s *Syncer) revocations(ctx context.Context) error {
+func (s *Syncer) revocations(ctx context.Context, dev string) error {
 	for attempt := 0; attempt < 3; attempt++ {
-		err := s.revocationsOnce(ctx)
+		err := s.revocationsOnce(ctx, dev)
 		if !errors.Is(err, errVersionMoved) {
 			return err
 		}
@@ -529,9 +598,10 @@ func (s *Syncer) revocations(ctx context.Context) error {
 
 var errVersionMoved = errors.New("sync: revocation version moved on")
 
-func (s *Syncer) revocationsOnce(ctx context.Context) error {
+func (s *Syncer) revocationsOnce(ctx context.Context, dev string) error {
 	have, _, _ := s.box.RevocationVersion()
-	raw, _, err := s.do(ctx, http.MethodGet, s.url(protocol.PathManifest, url.Values{"since": {strconv.FormatUint(have, 10)}}), nil, "", nil)
+	raw, _, err := s.do(ctx, http.MethodGet, s.url(protocol.PathManifest, url.Values{"since": {strconv.FormatUint(have, 10)}}),
+		nil, dev, newNonce(), 0)
 	if err != nil {
 		return err
 	}
@@ -567,7 +637,7 @@ func (s *Syncer) revocationsOnce(ctx context.Context) error {
 	for i := cur.Next; i < len(m.Chunks); i++ {
 		q := url.Values{"version": {strconv.FormatUint(m.Version, 10)}, "since": {strconv.FormatUint(have, 10)},
 			"index": {strconv.Itoa(i)}}
-		b, code, err := s.do(ctx, http.MethodGet, s.url(protocol.PathChunk, q), nil, "", nil)
+		b, code, err := s.do(ctx, http.MethodGet, s.url(protocol.PathChunk, q), nil, dev, newNonce(), m.Chunks[i].Entries*chunkEntryBytes)
 		if code == http.StatusGone {
 			if err := s.box.AbortRevocations(); err != nil {
 				return err

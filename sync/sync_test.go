@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	stdsync "sync"
 	"testing"
@@ -49,8 +50,12 @@ type tap struct {
 	mu     stdsync.Mutex
 	next   http.RoundTripper
 	mangle func(path string, body []byte) ([]byte, error) // nil: pass through
+	// answer, if set and it answers (or fails), stands in for the
+	// authority.
+	answer func(r *http.Request) (*http.Response, error)
 	calls  map[string]int
 	sent   []*http.Request // copies of the requests sent, with their bodies
+	codes  []string        // path and status of each answer from the authority
 }
 
 func (t *tap) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -60,8 +65,19 @@ func (t *tap) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	t.mu.Lock()
 	t.sent = append(t.sent, c)
+	answer := t.answer
 	t.mu.Unlock()
+	if answer != nil {
+		if res, err := answer(r); res != nil || err != nil {
+			return res, err
+		}
+	}
 	res, err := t.next.RoundTrip(r)
+	if err == nil {
+		t.mu.Lock()
+		t.codes = append(t.codes, fmt.Sprintf("%s %d", r.URL.Path, res.StatusCode))
+		t.mu.Unlock()
+	}
 	if err != nil {
 		return res, err
 	}
@@ -81,6 +97,12 @@ func (t *tap) RoundTrip(r *http.Request) (*http.Response, error) {
 	res.Body = io.NopCloser(bytes.NewReader(body))
 	res.ContentLength = int64(len(body))
 	return res, nil
+}
+
+func (t *tap) setAnswer(a func(r *http.Request) (*http.Response, error)) {
+	t.mu.Lock()
+	t.answer = a
+	t.mu.Unlock()
 }
 
 func (t *tap) set(m func(string, []byte) ([]byte, error)) {
@@ -651,5 +673,144 @@ func TestRequestDateFollowsTheAuthority(t *testing.T) {
 	}
 	if n := w.tap.calls[protocol.PathStatus]; n != 2 {
 		t.Errorf("%d status calls, want 2: the first refused for its date, the second dated by the authority", n)
+	}
+	// Once the clock is anchored, requests are dated by it alone: none
+	// after the status call is refused for its date.
+	if n := w.tap.calls[protocol.PathEvents]; n != 1 {
+		t.Errorf("%d uploads, want 1 (answers %v)", n, w.tap.codes)
+	}
+}
+
+// TestForgedTimeHint: an unsigned time from someone on the link that no
+// authority of the trust list could give (1960, or centuries ahead) is
+// not used to date requests, and the next sync goes through.
+func TestForgedTimeHint(t *testing.T) {
+	for _, forged := range []time.Time{time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		w := newWorld(t)
+		w.record(2)
+		w.mustSync()
+		w.tap.setAnswer(func(r *http.Request) (*http.Response, error) {
+			if r.URL.Path != protocol.PathStatus {
+				return nil, nil
+			}
+			res := &http.Response{StatusCode: http.StatusUnauthorized, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}
+			res.Header.Set(protocol.HeaderServerTime, fmt.Sprint(forged.Unix()))
+			return res, nil
+		})
+		if err := w.sync(); err == nil {
+			t.Fatal("synced with the status answer forged")
+		}
+		w.tap.setAnswer(nil)
+		w.record(2)
+		if err := w.sync(); err != nil {
+			t.Errorf("hint %v: the sync after a forged hint: %v", forged, err)
+		}
+		lo, hi := w.f.Now.Add(-time.Hour).Unix(), w.f.Now.Add(time.Hour).Unix()
+		for _, r := range w.tap.sent {
+			if at := r.Header.Get(protocol.HeaderTime); at != "" {
+				if n, _ := strconv.ParseInt(at, 10, 64); n < lo || n > hi {
+					t.Errorf("hint %v: a request to %s dated %s", forged, r.URL.Path, time.Unix(n, 0).UTC())
+				}
+			}
+		}
+		if n := w.held(); n != 4 {
+			t.Errorf("hint %v: %d events held, want 4", forged, n)
+		}
+	}
+}
+
+// TestRequestDeadlines: every request carries a deadline of 30 s and the
+// time its bytes take at 4 KiB/s: an upload on a slow link is not cut off
+// by a fixed timeout.
+func TestRequestDeadlines(t *testing.T) {
+	w := newWorld(t)
+	w.syncer, _ = sync.New(sync.Config{
+		Authority: w.srv.URL, Name: "gate-3", EnrollToken: "token-1",
+		DeviceKey: credentialtest.Key("device"), Root: w.f.Root.Public().(ed25519.PublicKey),
+	}, w.box, w.est, w.bclock, nil, &http.Client{Transport: w.tap})
+	w.record(1000) // about 100 kB: 25 s at 4 KiB/s
+	w.revoke(ids("44030519900101", 6)...)
+	w.mustSync()
+	uploads := 0
+	for _, r := range w.tap.sent {
+		deadline, ok := r.Context().Deadline()
+		if !ok {
+			t.Errorf("%s without a deadline", r.URL.Path)
+			continue
+		}
+		left := time.Until(deadline)
+		if r.URL.Path != protocol.PathEvents {
+			if left < 25*time.Second {
+				t.Errorf("%s: deadline in %v, want 30 s or more", r.URL.Path, left)
+			}
+			continue
+		}
+		uploads++
+		want := 30*time.Second + time.Duration(r.ContentLength)*time.Second/(4<<10)
+		if r.ContentLength < 80<<10 || left > want+2*time.Second || left < want-10*time.Second {
+			t.Errorf("upload of %d bytes: deadline in %v, want %v", r.ContentLength, left.Round(time.Second), want.Round(time.Second))
+		}
+	}
+	if uploads == 0 {
+		t.Error("no upload seen")
+	}
+}
+
+// TestUploadBatchFollowsTheLink: an upload that times out is sent again
+// in halves, down to 100 events, and batches grow again after uploads
+// that get through.
+func TestUploadBatchFollowsTheLink(t *testing.T) {
+	w := newWorld(t)
+	w.syncer, _ = sync.New(sync.Config{
+		Authority: w.srv.URL, Name: "gate-3", EnrollToken: "token-1",
+		DeviceKey: credentialtest.Key("device"), Root: w.f.Root.Public().(ed25519.PublicKey), Batch: 1000,
+	}, w.box, w.est, w.bclock, nil, &http.Client{Transport: w.tap})
+	w.record(1000)
+	var mu stdsync.Mutex
+	limit := 0 // the most events the link carries before the deadline
+	var sizes []int
+	w.tap.setAnswer(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path != protocol.PathEvents {
+			return nil, nil
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var b protocol.EventBatch
+		if err := protocol.Dec.Unmarshal(body, &b); err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(b.Events))
+		if len(b.Events) > limit {
+			return nil, context.DeadlineExceeded
+		}
+		return nil, nil
+	})
+	for range 6 {
+		if err := w.sync(); err == nil {
+			t.Fatal("synced over a link that carries nothing")
+		}
+	}
+	mu.Lock()
+	if fmt.Sprint(sizes) != "[1000 500 250 125 100 100]" {
+		t.Errorf("batches after timeouts: %v, want halves down to 100", sizes)
+	}
+	sizes, limit = nil, 300
+	mu.Unlock()
+	for i := 0; w.held() < 1000; i++ {
+		if i == 10 {
+			t.Fatalf("%d of 1000 events held after 10 syncs; batches %v", w.held(), sizes)
+		}
+		w.sync()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	grew := false
+	for i := 1; i < len(sizes); i++ {
+		grew = grew || sizes[i] > sizes[i-1]
+	}
+	if !grew {
+		t.Errorf("batches never grew again: %v", sizes)
 	}
 }

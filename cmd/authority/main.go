@@ -11,7 +11,7 @@
 //	                --colour green|yellow|red --region R [--at TIME] [--valid 24h] --out credential.cbor
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
 //	authority revoke --server URL --token FILE --id-number N [--before TIME]
-//	authority serve --keys DIR --db FILE --trust trust.cbor --region R [--listen 127.0.0.1:8420]
+//	authority serve --keys DIR --db FILE --trust trust.cbor [--region R (needed with --declarations)] [--listen 127.0.0.1:8420]
 //	                [--tls-cert FILE --tls-key FILE] [--declarations]
 //	authority enroll-token --server URL --token FILE --name NAME
 //	authority status --server URL --token FILE

@@ -11,7 +11,7 @@
 // device's signed headers are checked before its body is read, bodies and
 // connections are bounded, slow clients are dropped, expensive work waits
 // for a few slots, and failed tokens and signatures are logged and limited
-// per client address (limits.go).
+// per client (limits.go).
 package authority
 
 import (
@@ -23,6 +23,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -49,9 +50,9 @@ type Storage interface {
 	Expire(now time.Time) (uint64, int, error)
 	RevocationState() (uint64, store.SetDigest, error)
 	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
-	Declare(subject [store.SubjectSize]byte, now time.Time, gap time.Duration) (bool, time.Time, error)
-	Colour(subject [store.SubjectSize]byte) (string, error)
-	SetColour(subject [store.SubjectSize]byte, colour string, at time.Time) error
+	Declare(subject [store.SubjectSize]byte, now time.Time, gap time.Duration,
+		issue func(colour string, at time.Time) error) (bool, time.Time, error)
+	SetColour(subject [store.SubjectSize]byte, colour string, at time.Time, rev store.RevEntry) (uint64, error)
 	TrustList() ([]byte, error)
 	Devices() ([]store.EnrolledDevice, error)
 }
@@ -98,25 +99,50 @@ type Server struct {
 	clock clock.Clock
 	log   *slog.Logger
 
-	lim     Limits
-	fails   *failures
-	seen    *seenRequests
-	uploads slots
-	hashing slots
+	lim       Limits
+	fails     *failures
+	seen      *seenRequests
+	bodies    *byteBudget
+	storing   slots
+	hashing   slots
+	preparing slots
 
+	mu        sync.Mutex
+	uploading map[string]bool // devices with an upload in progress
+
+	dl downloads
+}
+
+// chunked is a prepared download: the chunks that take a checkpoint to
+// version from a version before it (all of them, for a snapshot).
+type chunked struct {
+	version  uint64
+	snapshot bool
+	set      store.SetDigest
+	chunks   [][]byte
+	infos    []protocol.ChunkInfo
+}
+
+// downloads are the prepared downloads of the current revocation version:
+// its snapshot, and the deltas from the versions asked for last.
+type downloads struct {
 	mu         sync.Mutex
-	cache      *chunked // the last download prepared
+	version    uint64
+	snapshot   *chunked
+	deltas     []delta // most recently used first
 	lastExpire time.Time
 }
 
-// chunked is a prepared download: the chunks of one (version, since).
-type chunked struct {
-	version, since uint64
-	snapshot       bool
-	set            store.SetDigest
-	chunks         [][]byte
-	infos          []protocol.ChunkInfo
+// delta is the download for a checkpoint at since: a delta, or the
+// snapshot when that is smaller.
+type delta struct {
+	since uint64
+	c     *chunked
 }
+
+// maxDeltas bounds the deltas kept prepared: checkpoints syncing every
+// 30 s are at one of the last few versions.
+const maxDeltas = 8
 
 // New returns a server.
 func New(st Storage, keys Keys, opts Options) *Server {
@@ -142,7 +168,8 @@ func New(st Storage, keys Keys, opts Options) *Server {
 	log := opts.Log.With("component", "authority")
 	return &Server{st: st, keys: keys, opts: opts, clock: opts.Clock, log: log, lim: lim,
 		fails: newFailures(lim, opts.Clock, log), seen: newSeenRequests(lim.RequestWindow),
-		uploads: make(slots, lim.Uploads), hashing: make(slots, lim.Hashing)}
+		bodies: newByteBudget(lim.UploadBytes), storing: make(slots, lim.Storing), hashing: make(slots, lim.Hashing),
+		preparing: make(slots, lim.Preparing), uploading: map[string]bool{}}
 }
 
 // Handler returns the API.
@@ -165,11 +192,15 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Serve serves on ln until ctx ends, within the Limits: a cap on
-// connections in all and per address, and read, write and idle timeouts.
-// With tlsConfig it serves HTTPS.
+// connections in all and per client, and read, write and idle timeouts.
+// With tlsConfig it serves HTTPS. When ctx ends it lets the requests in
+// progress finish for ShutdownGrace, then closes the connections left and
+// returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	ll := newLimitListener(ln, s.lim, s.clock, s.log)
 	srv := &http.Server{
 		Handler:           s.Handler(),
+		ConnState:         ll.connState,
 		ReadHeaderTimeout: min(10*time.Second, s.lim.ReadTimeout),
 		ReadTimeout:       s.lim.ReadTimeout,
 		WriteTimeout:      s.lim.WriteTimeout,
@@ -177,7 +208,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	ln = newLimitListener(ln, s.lim, s.clock, s.log)
+	ln = ll
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
@@ -187,9 +218,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// The grace is on the network's clock, not the injected one.
+		shut, cancel := context.WithTimeout(context.Background(), s.lim.ShutdownGrace)
 		defer cancel()
-		return srv.Shutdown(shut)
+		if err := srv.Shutdown(shut); err != nil {
+			s.log.Warn("requests still in progress after the shutdown grace: closing their connections",
+				"grace", s.lim.ShutdownGrace)
+			srv.Close()
+		}
+		return nil
 	}
 }
 
@@ -214,7 +251,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	return body, true
 }
 
-// tooMany answers a client that has used up its failures.
+// tooMany answers a failing request of a client that has used up its
+// allowance of failures.
 func (s *Server) tooMany(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(s.lim.FailureEvery/time.Second)))
 	http.Error(w, "too many failed attempts: try again later", http.StatusTooManyRequests)
@@ -249,17 +287,12 @@ func (s *Server) writeSigned(w http.ResponseWriter, typ string, v any) {
 // the authority's) and the nonce (not seen before). A request dated
 // outside the window is answered with the authority's time, unsigned, so
 // that a device whose clock is off can date its next request; it never
-// sets the device's clock.
+// sets the device's clock, and it is not counted as a failure.
 func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.SignedRequest, bool) {
-	ip := hostOf(r.RemoteAddr)
-	if s.fails.blocked(ip) {
-		s.tooMany(w)
-		return protocol.SignedRequest{}, false
-	}
+	key := clientKey(r.RemoteAddr)
 	sr, err := protocol.VerifyRequest(r, s.st.DeviceKey)
 	if err != nil {
-		s.fails.fail(ip, "device signature")
-		http.Error(w, protocol.ErrUnauthenticated.Error(), http.StatusUnauthorized)
+		s.failed(w, key, "device signature", protocol.ErrUnauthenticated.Error(), http.StatusUnauthorized)
 		return sr, false
 	}
 	now := s.clock.Now()
@@ -268,23 +301,34 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.Signed
 		http.Error(w, "request time outside the authority's window", http.StatusUnauthorized)
 		return sr, false
 	}
-	if !s.seen.add(sr.Device, sr.Nonce, sr.Time, now) {
-		s.fails.fail(ip, "replayed device request")
-		http.Error(w, "request seen before", http.StatusUnauthorized)
+	switch s.seen.add(sr.Device, sr.Nonce, sr.Time, now) {
+	case nonceReplayed:
+		s.failed(w, key, "replayed device request", "request seen before", http.StatusUnauthorized)
+		return sr, false
+	case nonceFull:
+		w.Header().Set("Retry-After", strconv.Itoa(int(s.lim.RequestWindow/time.Second)))
+		http.Error(w, "too many requests from this device within the request window", http.StatusTooManyRequests)
 		return sr, false
 	}
+	s.fails.ok(key)
 	return sr, true
+}
+
+// failed answers a request that failed to authenticate: with code and msg
+// while the client has allowance of failures left (the failure is
+// logged), 429 beyond it.
+func (s *Server) failed(w http.ResponseWriter, key, what, msg string, code int) {
+	if s.fails.fail(key, what) {
+		s.tooMany(w)
+		return
+	}
+	http.Error(w, msg, code)
 }
 
 // maxName bounds a checkpoint's or a holder's name.
 const maxName = 256
 
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
-	ip := hostOf(r.RemoteAddr)
-	if s.fails.blocked(ip) {
-		s.tooMany(w)
-		return
-	}
 	body, ok := readBody(w, r, maxSmallBody)
 	if !ok {
 		return
@@ -297,8 +341,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.st.Enroll(req.Token, req.Name, req.DeviceKey, s.clock.Now())
 	if errors.Is(err, store.ErrBadToken) {
-		s.fails.fail(ip, "enrolment token unknown, used or expired")
-		http.Error(w, err.Error(), http.StatusForbidden)
+		s.failed(w, clientKey(r.RemoteAddr), "enrolment token unknown, used or expired", err.Error(), http.StatusForbidden)
 		return
 	}
 	if err != nil {
@@ -340,25 +383,43 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// events takes a device's upload: one at a time from each device, within
+// a budget of body bytes for all uploads in flight (taken by the stated
+// length before a byte is read), and stored a few at a time.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	sr, ok := s.device(w, r)
 	if !ok {
 		return
 	}
-	if r.ContentLength < 0 {
+	n := r.ContentLength
+	switch {
+	case n < 0:
 		http.Error(w, "an upload must give its length", http.StatusLengthRequired)
 		return
+	case n > s.lim.MaxUpload:
+		w.Header().Set("Connection", "close")
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return
 	}
-	if !s.uploads.take(r.Context(), s.clock, s.lim.Queue) {
+	id, nonce := sr.Device, sr.Nonce
+	if !s.startUpload(id) {
+		// The device's earlier upload is still being received (it gave up
+		// waiting for the answer and tried again): it is answered first.
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, "an upload from this device is in progress", http.StatusTooManyRequests)
+		return
+	}
+	defer s.endUpload(id)
+	if !s.bodies.take(r.Context(), s.clock, s.lim.Queue, n) {
 		busy(w)
 		return
 	}
-	defer s.uploads.give()
+	defer s.bodies.give(n)
 	// An authenticated device on a slow link gets the time its body needs
 	// at the slowest rate waited for, and then the usual time for the
 	// answer. (Connection deadlines are on the network's clock, not the
 	// injected one.)
-	read := time.Now().Add(s.lim.ReadTimeout + s.lim.extraTime(r.ContentLength))
+	read := time.Now().Add(s.lim.ReadTimeout + s.lim.extraTime(n))
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(read)
 	rc.SetWriteDeadline(read.Add(s.lim.WriteTimeout))
@@ -370,13 +431,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	id, nonce := sr.Device, sr.Nonce
 	var batch protocol.EventBatch
 	if err := protocol.Dec.Unmarshal(body, &batch); err != nil || batch.DeviceID != id {
 		http.Error(w, "malformed batch", http.StatusBadRequest)
 		return
 	}
+	if !s.storing.take(r.Context(), s.clock, s.lim.Queue) {
+		busy(w)
+		return
+	}
 	mark, err := s.st.StoreEvents(id, batch.Events)
+	s.storing.give()
 	switch {
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrBadEvent), errors.Is(err, store.ErrGap):
 		s.log.Error("events refused", "device", id, "from", batch.From, "to", batch.To, "err", err)
@@ -389,6 +454,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	s.writeSigned(w, protocol.TypeAck, protocol.Ack{DeviceID: id, Nonce: nonce, Mark: mark})
 }
 
+// startUpload marks an upload of device id in progress, unless one is.
+func (s *Server) startUpload(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.uploading[id] {
+		return false
+	}
+	s.uploading[id] = true
+	return true
+}
+
+func (s *Server) endUpload(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.uploading, id)
+}
+
 func (s *Server) trustList(w http.ResponseWriter, r *http.Request) {
 	raw, err := s.st.TrustList()
 	if err != nil || len(raw) == 0 {
@@ -399,31 +481,36 @@ func (s *Server) trustList(w http.ResponseWriter, r *http.Request) {
 	w.Write(raw)
 }
 
+// errBusy is a download that could not be prepared within the queue time.
+var errBusy = errors.New("busy preparing downloads")
+
 // prepare returns the chunks that take a checkpoint from since to the
-// current version, preparing them if need be.
-func (s *Server) prepare(since uint64) (*chunked, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now := s.clock.Now(); now.Sub(s.lastExpire) > time.Minute {
-		if _, n, err := s.st.Expire(now); err != nil {
-			return nil, err
-		} else if n > 0 {
-			s.log.Info("revocations expired", "entries", n)
-		}
-		s.lastExpire = now
+// current version: from the cache (the version's snapshot, and the last
+// maxDeltas deltas asked for), or prepared, a few at a time.
+func (s *Server) prepare(ctx context.Context, since uint64) (*chunked, error) {
+	if err := s.expire(); err != nil {
+		return nil, err
 	}
 	version, _, err := s.st.RevocationState()
 	if err != nil {
 		return nil, err
 	}
-	if c := s.cache; c != nil && c.version == version && c.since == since {
+	if c := s.dl.lookup(version, since); c != nil {
+		return c, nil
+	}
+	if !s.preparing.take(ctx, s.clock, s.lim.Queue) {
+		return nil, errBusy
+	}
+	defer s.preparing.give()
+	// Another request may have prepared it while this one waited.
+	if c := s.dl.lookup(version, since); c != nil {
 		return c, nil
 	}
 	items, snapshot, version, set, err := s.st.RevocationItems(since)
 	if err != nil {
 		return nil, err
 	}
-	c := &chunked{version: version, since: since, snapshot: snapshot, set: set}
+	c := &chunked{version: version, snapshot: snapshot, set: set}
 	for i := 0; i < len(items); i += s.opts.ChunkEntries {
 		part := items[i:min(len(items), i+s.opts.ChunkEntries)]
 		b, err := protocol.EncodeChunk(part)
@@ -433,19 +520,106 @@ func (s *Server) prepare(since uint64) (*chunked, error) {
 		c.chunks = append(c.chunks, b)
 		c.infos = append(c.infos, protocol.ChunkInfo{Hash: sha256Sum(b), Entries: len(part)})
 	}
-	s.cache = c
+	s.dl.keep(since, c)
 	return c, nil
 }
 
+// expire removes the revocations past their drop-after time, at most once
+// a minute.
+func (s *Server) expire() error {
+	s.dl.mu.Lock()
+	now := s.clock.Now()
+	due := now.Sub(s.dl.lastExpire) > time.Minute
+	if due {
+		s.dl.lastExpire = now
+	}
+	s.dl.mu.Unlock()
+	if !due {
+		return nil
+	}
+	_, n, err := s.st.Expire(now)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Info("revocations expired", "entries", n)
+	}
+	return nil
+}
+
+// lookup returns the prepared download from since to version, if it is
+// kept.
+func (d *downloads) lookup(version, since uint64) *chunked {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case version < d.version:
+		return nil // the version has moved on since the caller read it
+	case version > d.version:
+		d.version, d.snapshot, d.deltas = version, nil, nil
+	}
+	if since == 0 {
+		return d.snapshot
+	}
+	for i, e := range d.deltas {
+		if e.since == since {
+			copy(d.deltas[1:i+1], d.deltas[:i])
+			d.deltas[0] = e
+			return e.c
+		}
+	}
+	return nil
+}
+
+// keep keeps a prepared download, unless the version has moved on.
+func (d *downloads) keep(since uint64, c *chunked) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c.version < d.version {
+		return
+	}
+	if c.version > d.version {
+		d.version, d.snapshot, d.deltas = c.version, nil, nil
+	}
+	if c.snapshot {
+		d.snapshot = c
+	}
+	if since != 0 {
+		d.deltas = append([]delta{{since, c}}, d.deltas[:min(len(d.deltas), maxDeltas-1)]...)
+	}
+}
+
+// download prepares the download a manifest or chunk request asks for,
+// answering the request itself if that fails.
+func (s *Server) download(w http.ResponseWriter, r *http.Request, since uint64) (*chunked, bool) {
+	c, err := s.prepare(r.Context(), since)
+	switch {
+	case errors.Is(err, errBusy):
+		busy(w)
+		return nil, false
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return nil, false
+	}
+	return c, true
+}
+
 func (s *Server) manifest(w http.ResponseWriter, r *http.Request) {
+	sr, ok := s.device(w, r)
+	if !ok {
+		return
+	}
+	if err := sr.CheckBody(nil); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
 	if err != nil {
 		http.Error(w, "since must be a version", http.StatusBadRequest)
 		return
 	}
-	c, err := s.prepare(since)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	c, ok := s.download(w, r, since)
+	if !ok {
 		return
 	}
 	now := s.clock.Now()
@@ -456,6 +630,14 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) chunk(w http.ResponseWriter, r *http.Request) {
+	sr, ok := s.device(w, r)
+	if !ok {
+		return
+	}
+	if err := sr.CheckBody(nil); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	q := r.URL.Query()
 	version, err1 := strconv.ParseUint(q.Get("version"), 10, 64)
 	since, err2 := strconv.ParseUint(q.Get("since"), 10, 64)
@@ -464,9 +646,8 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "version, since and index are required", http.StatusBadRequest)
 		return
 	}
-	c, err := s.prepare(since)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	c, ok := s.download(w, r, since)
+	if !ok {
 		return
 	}
 	if c.version != version {
@@ -488,7 +669,10 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request) {
 // number must be a valid GB 11643 number, and the colour is the one the
 // authority holds for the subject (green when it holds none), never the
 // caller's. A holder may declare at most once a day. The ID hash costs an
-// Argon2id of 19 MiB, so few are computed at once.
+// Argon2id of 19 MiB, so few are computed at once, before anything is
+// read from the store: the colour, the day's allowance and the record of
+// the declaration are one transaction with the issue, at one time, so that
+// a colour set meanwhile is either the credential's or revokes it.
 func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 	if !s.admin(w, r) {
 		return
@@ -512,25 +696,38 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
-	colour, err := s.st.Colour(sub)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	status := credential.Green
-	if colour != "" {
-		if status, err = credential.ParseStatus(colour); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-	}
 	if !s.hashing.take(r.Context(), s.clock, s.lim.Queue) {
 		busy(w)
 		return
 	}
-	defer s.hashing.give()
+	idHash := credential.IDHash(id, sub[:])
+	s.hashing.give()
+
 	now := s.clock.Now().Truncate(time.Second)
-	allowed, next, err := s.st.Declare(sub, now, 24*time.Hour)
+	var raw []byte
+	var issued *credential.Credential
+	allowed, next, err := s.st.Declare(sub, now, 24*time.Hour, func(colour string, at time.Time) error {
+		status := credential.Green
+		if colour != "" {
+			var err error
+			if status, err = credential.ParseStatus(colour); err != nil {
+				return fmt.Errorf("the colour held: %w", err)
+			}
+		}
+		cid := make([]byte, credential.IDSize)
+		rand.Read(cid)
+		c := &credential.Credential{
+			Issuer: s.keys.IssuerCode, ID: cid, Subject: sub[:], Status: status, Region: s.opts.Region,
+			MaskedName: credential.MaskName(d.Name), IDHash: idHash,
+			IssuedAt: at, Expires: at.Add(s.opts.CredentialValidity), HolderKey: d.HolderKey,
+		}
+		var err error
+		if raw, err = credential.Issue(c, s.keys.Issuer); err != nil {
+			return err
+		}
+		issued = c
+		return nil
+	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -541,19 +738,9 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 			http.StatusTooManyRequests)
 		return
 	}
-	cid := make([]byte, credential.IDSize)
-	rand.Read(cid)
-	c := &credential.Credential{
-		Issuer: s.keys.IssuerCode, ID: cid, Subject: sub[:], Status: status, Region: s.opts.Region,
-		MaskedName: credential.MaskName(d.Name), IDHash: credential.IDHash(id, sub[:]),
-		IssuedAt: now, Expires: now.Add(s.opts.CredentialValidity), HolderKey: d.HolderKey,
-	}
-	raw, err := credential.Issue(c, s.keys.Issuer)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	s.log.Info("credential issued on a declaration", "colour", status.String())
+	// For audit: who (by pseudonym) got which credential, of which colour.
+	s.log.Info("credential issued on a declaration", "subject", hex.EncodeToString(sub[:]),
+		"credential", hex.EncodeToString(issued.ID), "colour", issued.Status.String(), "issued_at", issued.IssuedAt)
 	w.Header().Set("Content-Type", protocol.ContentType)
 	w.Write(raw)
 }
@@ -561,17 +748,13 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 // admin authenticates the operator, before anything of the request is
 // read.
 func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
-	ip := hostOf(r.RemoteAddr)
-	if s.fails.blocked(ip) {
-		s.tooMany(w)
-		return false
-	}
+	key := clientKey(r.RemoteAddr)
 	want := "Bearer " + s.opts.AdminToken
 	if s.opts.AdminToken == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get(protocol.HeaderAdmin)), []byte(want)) != 1 {
-		s.fails.fail(ip, "admin token")
-		http.Error(w, "admin token required", http.StatusUnauthorized)
+		s.failed(w, key, "admin token", "admin token required", http.StatusUnauthorized)
 		return false
 	}
+	s.fails.ok(key)
 	return true
 }
 
@@ -609,15 +792,22 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 // revoke revokes the credentials of the holder of ID number id issued at
 // or before before.
 func (s *Server) revoke(id string, before time.Time) (uint64, error) {
-	e := store.RevEntry{Subject: [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id)),
-		Before: before.Unix(), DropAfter: before.Add(s.opts.Keep).Unix()}
-	return s.st.Revoke([]store.RevEntry{e})
+	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
+	return s.st.Revoke([]store.RevEntry{s.revocation(sub, before)})
+}
+
+// revocation is the entry revoking a subject's credentials issued at or
+// before before.
+func (s *Server) revocation(sub [store.SubjectSize]byte, before time.Time) store.RevEntry {
+	return store.RevEntry{Subject: sub, Before: before.Unix(), DropAfter: before.Add(s.opts.Keep).Unix()}
 }
 
 // adminColour sets the colour the authority holds for a subject: the
-// colour of the credentials it issues on the subject's declarations. A
-// change revokes the credentials issued before it, so that no credential
-// shows the old colour.
+// colour of the credentials it issues on the subject's declarations. Every
+// set revokes the credentials issued at or before it, in the same
+// transaction (so that no credential shows an old colour, and a set
+// retried after a failure still revokes), and lets the subject declare at
+// once.
 func (s *Server) adminColour(w http.ResponseWriter, r *http.Request) {
 	if !s.admin(w, r) {
 		return
@@ -642,31 +832,13 @@ func (s *Server) adminColour(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
-	held, err := s.st.Colour(sub)
+	now := s.clock.Now().Truncate(time.Second)
+	version, err := s.st.SetColour(sub, status.String(), now, s.revocation(sub, now))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	if held == "" {
-		held = credential.Green.String() // what a subject without a record gets
-	}
-	changed := held != status.String()
-	now := s.clock.Now().Truncate(time.Second)
-	if err := s.st.SetColour(sub, status.String(), now); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	var version uint64
-	if changed {
-		if version, err = s.revoke(id, now); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-	} else if version, _, err = s.st.RevocationState(); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	s.log.Info("colour set", "colour", status.String(), "changed", changed, "revocation_version", version)
+	s.log.Info("colour set", "subject", hex.EncodeToString(sub[:]), "colour", status.String(), "revocation_version", version)
 	writeCBOR(w, map[string]uint64{"version": version})
 }
 

@@ -217,22 +217,25 @@ func (d *Daemon) newSyncer(l *lists, box *store.Box, est *sync.Estimator) (*sync
 // httpClient is the client the sync talks to the authority with: it
 // trusts the certificates in caFile, if named, instead of the system's.
 func httpClient(caFile string) (*http.Client, error) {
-	c := &http.Client{Timeout: 60 * time.Second}
-	if caFile == "" {
-		return c, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("sync.ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("sync.ca_file %s: no PEM certificate in it", caFile)
-	}
+	// No overall timeout: the sync gives each request a deadline for its
+	// size, so that an upload on a slow link is not cut off. The
+	// connection's setup is bounded here.
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	c.Transport = t
-	return c, nil
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = 60 * time.Second
+	t.IdleConnTimeout = 30 * time.Second
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("sync.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("sync.ca_file %s: no PEM certificate in it", caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: t}, nil
 }
 
 // SyncOnce runs one sync with the authority and reports it, without the

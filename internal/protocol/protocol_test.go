@@ -66,6 +66,20 @@ func TestSignedRequest(t *testing.T) {
 	}
 }
 
+// TestSignedRequestAnyTime: a request signed at any time verifies, also
+// before 1970 or far ahead, so that the authority can answer a box whose
+// clock is that far off with its own time.
+func TestSignedRequestAnyTime(t *testing.T) {
+	for _, at := range []time.Time{time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0), time.Unix(1<<41, 0)} {
+		r := httptest.NewRequest(http.MethodGet, "/v1/status", nil)
+		SignRequest(r, "dev-1", testKey, []byte("0123456789abcdef"), at, nil)
+		sr, err := VerifyRequest(r, keyOf)
+		if err != nil || !sr.Time.Equal(at) {
+			t.Errorf("signed at %v: %v, time %v", at, err, sr.Time)
+		}
+	}
+}
+
 // FuzzVerifyRequest: headers from anyone never crash the check, and only
 // the signed ones pass.
 func FuzzVerifyRequest(f *testing.F) {

@@ -105,6 +105,16 @@ func (f *Fake) set(t time.Time) {
 	f.waiters = kept
 }
 
+// Suspend lets d pass with the machine suspended: the wall clock and the
+// boot clock move, the monotonic reading does not (CLOCK_MONOTONIC stops
+// in suspend). It fires the waiters it passes.
+func (f *Fake) Suspend(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.boot += d
+	f.set(f.now.Add(d))
+}
+
 // Advance lets d pass: the wall clock, the monotonic reading and the boot
 // clock move.
 func (f *Fake) Advance(d time.Duration) {
