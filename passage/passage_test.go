@@ -516,3 +516,27 @@ func Example() {
 	// measure: true waiting: [temperature]
 	// pass 36.6
 }
+
+// FuzzParsePolicy: a policy file either parses to rules that validate and
+// survive being written out and read again, or is refused with an error.
+func FuzzParsePolicy(f *testing.F) {
+	f.Add([]byte(`{"fever_threshold": 37.5, "id_check": "reader"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"passage_window": "1s", "code_window": "2s"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(data)
+		if err != nil {
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("parsed a policy that does not validate: %v", err)
+		}
+		out, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := ParsePolicy(out); err != nil || again != p {
+			t.Errorf("written out and read again: %+v, %v; was %+v", again, err, p)
+		}
+	})
+}
