@@ -3,7 +3,7 @@
 
 GO       ?= go
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := libopencv-dev pkg-config
+APT_PKGS := libopencv-dev pkg-config chromium fonts-wqy-microhei espeak-ng alsa-utils
 FUZZTIME ?= 10s
 BIN      := $(CURDIR)/bin
 
@@ -20,17 +20,19 @@ define apt_install
 	fi
 endef
 
-.PHONY: all setup build test bench bench-setup bench-decode bench-store bench-gate soak fuzz demo clean
+.PHONY: all setup build test bench bench-setup bench-decode bench-store bench-gate bench-screen soak fuzz demo demo-live clean
 
 all: build
 
-# Debian packages when missing, then the Go modules.
+# Debian packages when missing, then the Go modules, then the spoken
+# prompts that are missing (voice/, rendered with espeak-ng).
 setup:
 	$(call apt_install,$(APT_PKGS))
 	$(GO) mod download
+	$(GO) run ./internal/voice/gen -out voice
 
 build: setup
-	$(GO) build -o $(BIN)/ ./cmd/... ./internal/gatevideo ./internal/gatesim
+	$(GO) build -o $(BIN)/ ./cmd/... ./internal/gatevideo ./internal/gatesim ./internal/screenshots
 
 test: setup
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -63,6 +65,11 @@ bench-store: setup
 bench-gate: setup
 	$(GO) run ./internal/gatebench -out bench-gate.md
 
+# Passage decided to the guard's page drawing it, in Chromium; the report
+# also goes to bench-screen.md.
+bench-screen: setup
+	$(GO) run ./internal/screenbench -out bench-screen.md
+
 # The crash tests at length: 500 kills of the writer, and of the uploading
 # box and the authority.
 soak: setup
@@ -81,6 +88,10 @@ fuzz: setup
 
 demo: build
 	scripts/demo.sh $(BIN) $(CURDIR)/demo-out
+
+# The demo's gate round after round, with its screen, until Ctrl-C.
+demo-live: build
+	scripts/demo-live.sh $(BIN) $(CURDIR)/demo-out/live
 
 clean:
 	rm -rf $(BIN) demo-out

@@ -21,6 +21,7 @@ in_() { date -u -d "+$1" +%Y-%m-%dT%H:%M:%SZ; }
 
 server_pid=""
 start_authority() {
+  : >authority.out # not the last server's address
   "$bin/authority" serve --keys authority --db authority.db --trust trust.cbor --issuer-code GD --region 44 \
     --listen "${listen:-127.0.0.1:0}" >authority.out 2>>authority.log &
   server_pid=$!
@@ -34,9 +35,11 @@ start_authority() {
 }
 stop_authority() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
 sim_pid=""
+shots_pid=""
 stop_all() {
   stop_authority
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
+  [ -n "$shots_pid" ] && kill "$shots_pid" 2>/dev/null || true
 }
 trap stop_all EXIT
 
@@ -109,6 +112,11 @@ thermometer_port=$(sed -n 's/^thermometer=//p' devices.txt)
 reader_port=$(sed -n 's/^id_reader=//p' devices.txt)
 echo "   thermometer on $thermometer_port, ID-card reader on $reader_port"
 
+# The guard's screen: on port 8431, or the next one nothing listens on.
+screen_port=8431
+while (: </dev/tcp/127.0.0.1/$screen_port) 2>/dev/null; do screen_port=$((screen_port + 1)); done
+screen_url="http://127.0.0.1:$screen_port"
+
 echo "== Installing the checkpoint: an enrolment token, then a first sync"
 token=$("$bin/authority" enroll-token --server "$url" --token authority/admin.token --name demo-gate)
 cat >checkpoint.toml <<TOML
@@ -122,6 +130,8 @@ authority = "$url"
 device_key = "device.key"
 enroll_token = "$token"
 interval = "2s"
+[screen]
+listen = "127.0.0.1:$screen_port"
 
 [[lane]]
 name = "lane-1"
@@ -173,7 +183,16 @@ echo "== Rendering the gate camera's video of the eleven who show a code"
   codes/8.txt codes/9.txt codes/10.txt codes/11.txt | sed 's/^/   /'
 
 echo "== Offline, checkpointd watches the video as its camera, with its thermometer, card reader and gate"
+echo "   while it plays, the guard's screen is at $screen_url/ and the passengers' at $screen_url/lane/lane-1"
+# Headless Chromium photographs the guard's screen after each passage.
+rm -f screenshots.ready
+"$bin/screenshots" -url "$screen_url" -lane lane-1 -out screen -n "${#who[@]}" -ready screenshots.ready \
+  >screenshots.log 2>&1 &
+shots_pid=$!
+for _ in $(seq 150); do [ -e screenshots.ready ] || ! kill -0 "$shots_pid" 2>/dev/null && break; sleep 0.1; done
 "$bin/checkpointd" --config checkpoint.toml --json >decisions.jsonl 2>>checkpointd.log
+wait "$shots_pid" || echo "   (no screenshots: see $work/screenshots.log)"
+shots_pid=""
 "$bin/gatesim" table decisions.jsonl "${who[@]}"
 failed=$(grep -c 'sync failed' checkpointd.log || true)
 echo "   (the link was down: $failed sync attempts failed, scanning went on; every passage is in checkpoint.db)"
@@ -200,3 +219,5 @@ present 1 >codes/12.txt
 
 echo
 echo "Files are in $work: the videos, decisions.jsonl, checkpoint.db, authority.db and the logs."
+echo "The guard's screen after each passage, and the passenger's on a pass and a refusal: $work/screen/"
+echo "To watch passages arrive in your own browser: make demo-live (it says where to open the page)"

@@ -8,6 +8,8 @@
 //
 //	checkpointctl decode [--json] IMAGE...
 //
+//	checkpointctl passwd < pin     (the Argon2id hash of a guard's PIN, for [[screen.guard]])
+//
 // verify's exit status is 0 when the decision is pass, 1 when it is refuse
 // or refer, and 2 for any other outcome (a usage error, a missing file).
 // decode exits 0 when it could read every file, whether or not it found
@@ -15,6 +17,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,6 +34,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/screen"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/passage"
 	"github.com/checkpointd/checkpoint/scanner"
@@ -46,6 +50,7 @@ const usage = `usage: checkpointctl <command> [flags]
 commands:
   verify   decode and verify one code offline, and print the decision
   decode   print the QR texts in image files and how long decoding took
+  passwd   read a guard's PIN on standard input and print its hash for the configuration
 
 Run checkpointctl <command> -h for the flags of a command.
 `
@@ -64,6 +69,8 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 		err = verifyCmd(args[1:], clk, stdout)
 	case "decode":
 		err = decodeCmd(args[1:], clk, stdout)
+	case "passwd":
+		err = passwdCmd(args[1:], os.Stdin, stdout)
 	default:
 		fmt.Fprintf(stderr, "checkpointctl: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -323,5 +330,24 @@ func decodeCmd(args []string, clk clock.Clock, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  %s\n", t)
 		}
 	}
+	return nil
+}
+
+// passwdCmd reads a PIN (the first line of in) and prints its Argon2id
+// hash, for a guard's entry in the configuration.
+func passwdCmd(args []string, in io.Reader, out io.Writer) error {
+	fl := flag.NewFlagSet("checkpointctl passwd", flag.ContinueOnError)
+	if err := cli.Parse(fl, args); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(io.LimitReader(in, 1024)).ReadString('\n')
+	if err != nil && line == "" {
+		return cli.Usagef("give the PIN on standard input")
+	}
+	hash, err := screen.HashPIN(strings.TrimRight(line, "\r\n"))
+	if err != nil {
+		return cli.UsageError{Msg: err.Error()}
+	}
+	fmt.Fprintln(out, hash)
 	return nil
 }

@@ -29,6 +29,45 @@ type Config struct {
 	Sync    Sync    `toml:"sync"`
 	Clock   Clock   `toml:"clock"`
 	Metrics Metrics `toml:"metrics"`
+	Screen  Screen  `toml:"screen"`
+	Voice   Voice   `toml:"voice"`
+}
+
+// Voice says where the spoken prompts of the lanes whose voice is on are:
+// one WAV file a prompt (internal/voice).
+type Voice struct {
+	Dir string `toml:"dir"`
+}
+
+// LaneVoice turns a lane's spoken prompts on (stations; village gates keep
+// them off), on an ALSA device.
+type LaneVoice struct {
+	Enabled bool   `toml:"enabled"`
+	Device  string `toml:"device"` // for aplay -D; empty: the default
+}
+
+// Screen configures the guard's and the passengers' screen, a web page
+// checkpointd serves (docs/gate.md).
+type Screen struct {
+	// Listen serves it on this host:port; empty: not served.
+	Listen string `toml:"listen"`
+	// With a certificate and its key the screen is served over TLS, and
+	// guards may sign in and act from other machines; without, only from
+	// this box.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// Guards who may sign in: a name and the Argon2id hash of a PIN
+	// (checkpointctl passwd makes one).
+	Guards []Guard `toml:"guard"`
+	// LockAfter wrong PINs in a row lock signing in for LockFor.
+	LockAfter int      `toml:"lock_after"`
+	LockFor   Duration `toml:"lock_for"`
+}
+
+// Guard is a guard who may sign in on the screen.
+type Guard struct {
+	Name string `toml:"name"`
+	PIN  string `toml:"pin"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -93,6 +132,9 @@ type Camera struct {
 	// Pace plays a video file or folder at this many frames a second, as
 	// a camera; 0 reads it as fast as it decodes. For tests and demos.
 	Pace float64 `toml:"pace"`
+	// Loop plays a video file or folder again from the start at its end,
+	// opening it anew (a file replaced meanwhile is read as the new one).
+	Loop bool `toml:"loop"`
 }
 
 // Lane is one lane: its camera and the devices at it.
@@ -103,6 +145,7 @@ type Lane struct {
 	IDReader    LineDevice  `toml:"id_reader"`
 	Scanner     LineDevice  `toml:"scanner"` // a handheld QR scanner
 	Gate        Gate        `toml:"gate"`
+	Voice       LaneVoice   `toml:"voice"`
 }
 
 // Thermometer is a lane's infrared thermometer on a serial line.
@@ -174,6 +217,7 @@ func Defaults() Config {
 		Sync: Sync{DeviceKey: "/var/lib/checkpoint/device.key", Interval: Duration(30 * time.Second),
 			MaxAnchorRTT: Duration(4 * time.Second)},
 		Clock: Clock{UnsyncedUncertainty: Duration(time.Second)},
+		Voice: Voice{Dir: "/usr/share/checkpoint/voice"},
 	}
 }
 
@@ -190,7 +234,7 @@ func Load(path string) (Config, error) {
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&c.Trust.RootKey, &c.Trust.TrustList, &c.Trust.Revocations, &c.Trust.Policy,
-		&c.Store.Path, &c.Sync.DeviceKey, &c.Sync.CAFile} {
+		&c.Store.Path, &c.Sync.DeviceKey, &c.Sync.CAFile, &c.Screen.TLSCert, &c.Screen.TLSKey, &c.Voice.Dir} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -233,6 +277,7 @@ func (l *Lane) from(cam Camera, base string) {
 	if c.Budget == 0 {
 		c.Budget = cam.Budget
 	}
+	c.Loop = c.Loop || cam.Loop
 	if c.Device != "" && !filepath.IsAbs(c.Device) {
 		if _, err := os.Stat(filepath.Join(base, c.Device)); err == nil {
 			c.Device = filepath.Join(base, c.Device)
@@ -258,11 +303,23 @@ func (c Config) Check() error {
 		return errors.New("config: sync.device_key is required with sync.authority")
 	case c.Sync.MaxAnchorRTT <= 0:
 		return errors.New("config: sync.max_anchor_rtt must be positive")
+	case (c.Screen.TLSCert == "") != (c.Screen.TLSKey == ""):
+		return errors.New("config: screen.tls_cert and screen.tls_key go together")
+	case c.Screen.LockAfter < 0 || c.Screen.LockFor < 0:
+		return errors.New("config: screen.lock_after and screen.lock_for must not be negative")
+	}
+	for i, g := range c.Screen.Guards {
+		if g.Name == "" || g.PIN == "" {
+			return fmt.Errorf("config: screen.guard %d: name and pin are required", i+1)
+		}
 	}
 	names := map[string]bool{}
 	for i, l := range c.Lanes {
 		if err := l.check(); err != nil {
 			return fmt.Errorf("config: lane %d (%q): %w", i+1, l.Name, err)
+		}
+		if l.Voice.Enabled && c.Voice.Dir == "" {
+			return fmt.Errorf("config: lane %d (%q): voice.enabled needs [voice] dir, the folder of the prompts", i+1, l.Name)
 		}
 		if names[l.Name] {
 			return fmt.Errorf("config: lane %d: name %q is used twice", i+1, l.Name)

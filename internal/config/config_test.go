@@ -92,7 +92,7 @@ gate = { kind = "gpio", chip = "gpiochip0", relay = 17, red = 22, pulse = "600ms
 
 [[lane]]
 name = "west"
-camera = { device = "/dev/video1", width = 1280, height = 720 }
+camera = { device = "/dev/video1", width = 1280, height = 720, loop = true }
 scanner = { kind = "serial", device = "/dev/ttyACM0" }
 `))
 	if err != nil {
@@ -107,7 +107,7 @@ scanner = { kind = "serial", device = "/dev/ttyACM0" }
 		time.Duration(e.Gate.Pulse) != 600*time.Millisecond {
 		t.Errorf("east %+v", e)
 	}
-	if w.Camera.Device != "/dev/video1" || w.Camera.Width != 1280 || w.Scanner.Device != "/dev/ttyACM0" || w.Gate.Kind != "" || w.Gate.Fail != "closed" {
+	if w.Camera.Device != "/dev/video1" || w.Camera.Width != 1280 || !w.Camera.Loop || e.Camera.Loop || w.Scanner.Device != "/dev/ttyACM0" || w.Gate.Kind != "" || w.Gate.Fail != "closed" {
 		t.Errorf("west %+v", w)
 	}
 
@@ -143,5 +143,48 @@ func TestLaneRejects(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("config %q: error %v, want one line mentioning %q", text, err, want)
 		}
+	}
+}
+
+// TestVoice: a lane's voice is off unless turned on; the prompts' folder
+// defaults to the installed one and is taken from the file's folder when
+// relative; a lane with voice needs the folder.
+func TestVoice(t *testing.T) {
+	c, err := Load(write(t, trusted))
+	if err != nil || c.Lanes[0].Voice.Enabled || c.Voice.Dir != "/usr/share/checkpoint/voice" {
+		t.Errorf("defaults: %+v %+v %v", c.Lanes[0].Voice, c.Voice, err)
+	}
+	p := write(t, trusted+`
+[voice]
+dir = "prompts"
+
+[[lane]]
+name = "east"
+camera.device = "/dev/video0"
+voice = { enabled = true, device = "plughw:1,0" }
+
+[[lane]]
+name = "west"
+camera.device = "/dev/video1"
+`)
+	c, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Voice.Dir != filepath.Join(filepath.Dir(p), "prompts") || !c.Lanes[0].Voice.Enabled || c.Lanes[0].Voice.Device != "plughw:1,0" ||
+		c.Lanes[1].Voice.Enabled {
+		t.Errorf("voice %+v, lanes %+v %+v", c.Voice, c.Lanes[0].Voice, c.Lanes[1].Voice)
+	}
+	for text, want := range map[string]string{
+		trusted + "[voice]\ndir = \"\"\n[[lane]]\nname = \"east\"\ncamera.device = \"x\"\nvoice.enabled = true\n": "voice.enabled",
+		trusted + "[[lane]]\nname = \"east\"\ncamera.device = \"x\"\nvoice.volume = 3\n":                          "lane.voice.volume",
+	} {
+		_, err := Load(write(t, text))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want one mentioning %q", text, err, want)
+		}
+	}
+	if _, err := Load(write(t, trusted+"[voice]\ndir = \"\"\n")); err != nil {
+		t.Errorf("no folder, no lane with voice: %v", err)
 	}
 }

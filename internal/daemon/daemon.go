@@ -349,6 +349,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.reg.MustRegister(c)
 		defer d.reg.Unregister(c) // before the store closes
 	}
+	if d.cfg.Screen.Listen != "" {
+		st := statusOf{d: d, box: box, est: est, syncer: syncer, revs: revs, policy: l.policy, lanes: lanes}
+		if w.screen, err = d.serveScreen(ctx, &wg, lanes, st.status); err != nil {
+			return err
+		}
+	}
 	if addr := d.cfg.Metrics.Listen; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {

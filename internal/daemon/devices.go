@@ -25,6 +25,8 @@ type Devices struct {
 	Lines func(cfg lines.Config) lines.Opener
 	// Pins returns a gpio gate's pins, and what releases them.
 	Pins func(lane string, g config.Gate) (gate.Pins, func(), error)
+	// Player is the command that plays the lanes' prompts; empty: aplay.
+	Player string
 }
 
 // newLane makes a lane's camera pipeline and devices from its
@@ -39,6 +41,7 @@ func (d *Daemon) newLane(cfg config.Lane, w *shared) (*lane, error) {
 		Decoder: scanner.DecoderOptions{Budget: time.Duration(cam.Budget)},
 		Forget:  time.Duration(cam.Forget),
 		Pace:    cam.Pace,
+		Loop:    cam.Loop,
 	}, d.clock, d.log.With("lane", cfg.Name), d.open)
 
 	if t := cfg.Thermometer; t.Kind == "serial" {
@@ -73,6 +76,7 @@ func (d *Daemon) newLane(cfg config.Lane, w *shared) (*lane, error) {
 		*dev.into = r
 	}
 
+	l.speech = d.speech(cfg)
 	g := cfg.Gate
 	var pins gate.Pins
 	switch g.Kind {
@@ -165,6 +169,9 @@ func (l *lane) start(ctx context.Context, wg *stdsync.WaitGroup, done func(), w 
 	}
 	if l.gateDev != nil {
 		run(func() { l.gateDev.Run(ctx) })
+	}
+	if l.speech.player != nil {
+		run(func() { l.speech.player.Run(ctx) })
 	}
 	run(func() {
 		defer done()

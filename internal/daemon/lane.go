@@ -18,6 +18,7 @@ import (
 	"github.com/checkpointd/checkpoint/hardware/thermometer"
 	"github.com/checkpointd/checkpoint/internal/config"
 	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/internal/screen"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/passage"
 	"github.com/checkpointd/checkpoint/scanner"
@@ -55,6 +56,7 @@ type lane struct {
 	idReader, handheld *lines.Reader
 	gateDev            *gate.Gate
 	release            func() // gives back the gate's lines
+	speech             speech // spoken prompts, when the lane's voice is on
 
 	codes    chan scanner.ScanEvent // the camera's
 	scanned  chan hardware.Line     // a handheld scanner's
@@ -76,6 +78,7 @@ type shared struct {
 	replay *verify.ReplayCache
 	policy passage.Policy
 	log    *slog.Logger
+	screen *screen.Server // nil: none
 }
 
 func newLane(cfg config.Lane, policy passage.Policy) *lane {
@@ -152,15 +155,28 @@ func (l *lane) apply(w *shared, e passage.Effects) {
 			w.log.Warn("thermometer query failed", "lane", l.name, "err", err)
 		}
 	}
-	for _, p := range e.Closed {
-		l.decide(w, p)
+	var current *screen.Passage
+	if w.screen != nil && e.Current != nil {
+		v := screen.View(*e.Current, w.policy, nil, time.Time{})
+		current = &v
 	}
+	for _, p := range e.Closed {
+		closed := l.decide(w, p)
+		if w.screen != nil {
+			v := screen.View(p, w.policy, &closed, w.d.clock.Now())
+			w.screen.Publish(l.name, current, &v)
+		}
+	}
+	if w.screen != nil && len(e.Closed) == 0 {
+		w.screen.Publish(l.name, current, nil)
+	}
+	l.speak(e)
 }
 
 // decide records a decided passage and only then drives the gate: nothing
 // opens the gate that is not on disk first. A passage that cannot be
 // recorded does not open it either.
-func (l *lane) decide(w *shared, p passage.Passage) {
+func (l *lane) decide(w *shared, p passage.Passage) screen.Closed {
 	action := ""
 	if l.gate != nil {
 		switch {
@@ -172,13 +188,14 @@ func (l *lane) decide(w *shared, p passage.Passage) {
 			action = "closed"
 		}
 	}
-	recorded := l.record(w, p, action)
+	closed := l.record(w, p, action)
+	l.sayOutcome(p, closed.Recorded)
 	if l.gate == nil {
-		return
+		return closed
 	}
 	var err error
 	switch {
-	case p.Outcome == verify.Pass && recorded:
+	case p.Outcome == verify.Pass && closed.Recorded:
 		err = l.gate.Pass()
 		l.pulses.Add(1)
 	case p.Outcome == verify.Refuse:
@@ -189,11 +206,12 @@ func (l *lane) decide(w *shared, p passage.Passage) {
 	if err != nil {
 		w.log.Error("gate failed", "lane", l.name, "err", err)
 	}
+	return closed
 }
 
-// record writes the passage's event, shows it, and reports whether it is
-// on disk.
-func (l *lane) record(w *shared, p passage.Passage, action string) bool {
+// record writes the passage's event, shows it, and reports what became of
+// it: its sequence number, and whether it is on disk.
+func (l *lane) record(w *shared, p passage.Passage, action string) screen.Closed {
 	l.passages.Add(1)
 	now := w.now()
 	ev := eventOf(w.d.cfg.Name, now, p, action, w.trust(), w.d.clock.Now())
@@ -212,7 +230,11 @@ func (l *lane) record(w *shared, p passage.Passage, action string) bool {
 	if err := w.d.show(p, ev, err == nil); err != nil {
 		w.log.Error("display failed", "err", err)
 	}
-	return err == nil
+	c := screen.Closed{Seq: rec.Seq, Gate: action, Recorded: err == nil}
+	if ev.ID != nil {
+		c.IDCheck, c.IDMasked = ev.ID.Check, ev.ID.Masked
+	}
+	return c
 }
 
 // cardRead reads a card reader's line: the ID number, and the name when

@@ -220,6 +220,7 @@ func hardwareReading(at time.Time, c float64) hardware.Reading {
 // Every reading goes with its own passage, and the gate opens only on a
 // pass.
 func TestLaneWithDevices(t *testing.T) {
+	t.Parallel()
 	f := credentialtest.New()
 	texts := codes(f, 4)
 	lb := newLaneBox(t, f, `{"code_window": "1s", "passage_window": "5s"}`, map[string][]string{"east": texts})
@@ -346,6 +347,7 @@ func TestLaneWithDevices(t *testing.T) {
 // TestTwoLanes: one lane's thermometer is unplugged; the other lane goes
 // on taking readings and deciding.
 func TestTwoLanes(t *testing.T) {
+	t.Parallel()
 	f := credentialtest.New()
 	texts := codes(f, 4)
 	lb := newLaneBox(t, f, `{"passage_window": "3s"}`, map[string][]string{"east": texts[:2], "west": texts[2:]})
@@ -403,6 +405,7 @@ func TestTwoLanes(t *testing.T) {
 // TestShutdownLeavesGateInFailState: when checkpointd stops, the gate is
 // left as configured: held open (fail-safe) or closed (fail-secure).
 func TestShutdownLeavesGateInFailState(t *testing.T) {
+	t.Parallel()
 	f := credentialtest.New()
 	for _, fail := range []string{"open", "closed"} {
 		lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil})
@@ -445,6 +448,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // from a handheld thermometer; the action is recorded with the guard's
 // name; a lane that is not there is an error.
 func TestGuardActs(t *testing.T) {
+	t.Parallel()
 	f := credentialtest.New()
 	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": codes(f, 1)})
 	var display bytes.Buffer
@@ -481,6 +485,7 @@ func TestGuardActs(t *testing.T) {
 // TestFireAlarm: the fire alarm holds the gate open, and each change of
 // it is recorded as an event of its own.
 func TestFireAlarm(t *testing.T) {
+	t.Parallel()
 	f := credentialtest.New()
 	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil})
 	relay, alarm := 3, 4

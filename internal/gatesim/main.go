@@ -4,11 +4,16 @@
 // thermometer answers each query with the next reading of a script; the
 // card reader reads the script's cards at their cue: before a given
 // reading (the person puts the card down, then is measured) or once a
-// given number of passages have been decided (a person without a phone).
+// given number of passages have been decided (a person without a phone,
+// stepping up 1.5 s later).
 // It also prints the demo's table of decisions. make demo runs it.
 //
-//	gatesim serve -script sim.json -paths devices.txt -decisions decisions.jsonl
+//	gatesim serve -script sim.json -paths devices.txt -decisions decisions.jsonl [-loop]
 //	gatesim table decisions.jsonl WHO...
+//
+// With -loop (make demo-live, whose video plays again and again) the script
+// starts again from its first reading on SIGHUP, sent as the video starts
+// again, and after its last reading; the card cues count from there.
 //
 // The script:
 //
@@ -19,12 +24,14 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	stdsync "sync"
 	"syscall"
 	"time"
 
@@ -51,9 +58,13 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: gatesim serve -script FILE -paths FILE -decisions FILE | gatesim table DECISIONS WHO...")
+	fmt.Fprintln(os.Stderr, "usage: gatesim serve -script FILE -paths FILE -decisions FILE [-loop] | gatesim table DECISIONS WHO...")
 	os.Exit(2)
 }
+
+// stepUp is how long after the passage before a person without a phone
+// puts the card down.
+const stepUp = 1500 * time.Millisecond
 
 type script struct {
 	Query              string            `json:"query"`
@@ -63,27 +74,21 @@ type script struct {
 }
 
 func serve(args []string) error {
-	var scriptPath, pathsPath, decisions string
-	for i := 0; i+1 < len(args); i += 2 {
-		switch args[i] {
-		case "-script":
-			scriptPath = args[i+1]
-		case "-paths":
-			pathsPath = args[i+1]
-		case "-decisions":
-			decisions = args[i+1]
-		}
-	}
-	if scriptPath == "" || pathsPath == "" || decisions == "" {
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	scriptPath := fl.String("script", "", "the script (JSON)")
+	pathsPath := fl.String("paths", "", "file to write the devices' paths to")
+	decisions := fl.String("decisions", "", "checkpointd's decisions (JSON lines), counted for the card cues")
+	loop := fl.Bool("loop", false, "start the script again on SIGHUP and after its last reading")
+	if err := fl.Parse(args); err != nil || *scriptPath == "" || *pathsPath == "" || *decisions == "" {
 		usage()
 	}
-	raw, err := os.ReadFile(scriptPath)
+	raw, err := os.ReadFile(*scriptPath)
 	if err != nil {
 		return err
 	}
 	var sc script
 	if err := json.Unmarshal(raw, &sc); err != nil {
-		return fmt.Errorf("%s: %w", scriptPath, err)
+		return fmt.Errorf("%s: %w", *scriptPath, err)
 	}
 	therm, thermSlave, err := pty.Open()
 	if err != nil {
@@ -98,45 +103,73 @@ func serve(args []string) error {
 	defer thermSlave.Close()
 	defer cardsSlave.Close()
 	paths := fmt.Sprintf("thermometer=%s\nid_reader=%s\n", thermSlave.Name(), cardsSlave.Name())
-	if err := os.WriteFile(pathsPath, []byte(paths), 0o644); err != nil {
+	if err := os.WriteFile(*pathsPath, []byte(paths), 0o644); err != nil {
 		return err
 	}
 
+	// One round of the script: the readings given, and the decisions and
+	// the cards sent since it started.
+	var mu stdsync.Mutex
+	var n, base int
+	sent := map[string]bool{}
+	restart := func() {
+		n, base, sent = 0, countLines(*decisions), map[string]bool{}
+	}
 	// Cards for people without a phone, once enough passages are decided.
 	go func() {
-		sent := map[string]bool{}
-		for len(sent) < len(sc.CardAfterDecisions) {
+		for {
 			time.Sleep(100 * time.Millisecond)
-			n := countLines(decisions)
+			mu.Lock()
+			d := countLines(*decisions) - base
 			for at, card := range sc.CardAfterDecisions {
-				if k, _ := strconv.Atoi(at); n >= k && !sent[at] {
+				if k, _ := strconv.Atoi(at); d >= k && !sent[at] {
 					sent[at] = true
-					io.WriteString(cards, card+"\r\n")
+					// The person steps up once the one before has gone.
+					time.AfterFunc(stepUp, func() { io.WriteString(cards, card+"\r\n") })
 				}
 			}
+			mu.Unlock()
 		}
 	}()
 	// The thermometer answers each query with the next reading.
 	go func() {
 		in := bufio.NewScanner(therm)
-		n := 0
 		for in.Scan() {
 			if strings.TrimSpace(in.Text()) != sc.Query {
 				continue
 			}
+			mu.Lock()
+			if *loop && n == len(sc.Readings) {
+				restart()
+			}
 			n++
-			if card, ok := sc.CardBeforeReading[strconv.Itoa(n)]; ok {
+			card, cue := sc.CardBeforeReading[strconv.Itoa(n)]
+			var reading string
+			if n <= len(sc.Readings) {
+				reading = sc.Readings[n-1]
+			}
+			mu.Unlock()
+			if cue {
 				io.WriteString(cards, card+"\r\n")
 				time.Sleep(300 * time.Millisecond) // the card goes down before the forehead comes up
 			}
-			if n <= len(sc.Readings) {
-				io.WriteString(therm, sc.Readings[n-1]+"\r\n")
+			if reading != "" {
+				io.WriteString(therm, reading+"\r\n")
 			}
 		}
 	}()
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	<-stop
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	for sig := range signals {
+		if sig != syscall.SIGHUP {
+			return nil
+		}
+		if *loop {
+			mu.Lock()
+			restart()
+			mu.Unlock()
+		}
+	}
 	return nil
 }
 
