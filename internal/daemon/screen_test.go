@@ -308,3 +308,28 @@ func TestScreenOverride(t *testing.T) {
 		t.Errorf("recorded %+v", evs)
 	}
 }
+
+// TestScreenOnAPhone: on a phone-sized screen the guard's page fits the
+// width (no sideways scrolling), and the sign-in and the lane are there.
+func TestScreenOnAPhone(t *testing.T) {
+	t.Parallel()
+	f := credentialtest.New()
+	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil, "west": nil})
+	lb.cfg.Screen.Listen = freeAddr(t)
+	lb.cfg.Lanes[0].Camera.Device = "/dev/video-absent"
+	lb.cfg.Lanes[1].Camera.Device = "/dev/video-absent"
+	p := newPage(t)
+	if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(375, 667)); err != nil {
+		t.Fatal(err)
+	}
+	running(t, lb.cfg, Options{Clock: clocktest.NewRunning(f.Now)})
+	p.open("http://" + lb.cfg.Screen.Listen + "/")
+	p.until(`document.querySelector('#lane-east') != null && document.querySelector('#lane-west') != null`, "both lanes")
+	fits, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+	if err != nil || !fits {
+		t.Errorf("the page is wider than a phone (%v)", err)
+	}
+	if got := p.text("#signin"); got == "" {
+		t.Error("no sign-in on a phone")
+	}
+}
