@@ -8,7 +8,7 @@
 //
 //	checkpointctl decode [--json] IMAGE...
 //
-//	checkpointctl passwd < pin     (the Argon2id hash of a guard's PIN, for [[screen.guard]])
+//	checkpointctl passwd < secret  (the Argon2id hash of a guard's PIN or a supervisor's password)
 //
 // verify's exit status is 0 when the decision is pass, 1 when it is refuse
 // or refer, and 2 for any other outcome (a usage error, a missing file).
@@ -34,7 +34,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
-	"github.com/checkpointd/checkpoint/internal/screen"
+	"github.com/checkpointd/checkpoint/internal/passhash"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/passage"
 	"github.com/checkpointd/checkpoint/scanner"
@@ -50,7 +50,7 @@ const usage = `usage: checkpointctl <command> [flags]
 commands:
   verify   decode and verify one code offline, and print the decision
   decode   print the QR texts in image files and how long decoding took
-  passwd   read a guard's PIN on standard input and print its hash for the configuration
+  passwd   read a guard's PIN or a supervisor's password on standard input and print its hash for the configuration
 
 Run checkpointctl <command> -h for the flags of a command.
 `
@@ -344,7 +344,7 @@ func passwdCmd(args []string, in io.Reader, out io.Writer) error {
 	if err != nil && line == "" {
 		return cli.Usagef("give the PIN on standard input")
 	}
-	hash, err := screen.HashPIN(strings.TrimRight(line, "\r\n"))
+	hash, err := passhash.Hash(strings.TrimRight(line, "\r\n"))
 	if err != nil {
 		return cli.UsageError{Msg: err.Error()}
 	}

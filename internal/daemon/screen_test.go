@@ -17,7 +17,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/config"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/credential/credentialtest"
-	"github.com/checkpointd/checkpoint/internal/screen"
+	"github.com/checkpointd/checkpoint/internal/passhash"
 	"github.com/checkpointd/checkpoint/internal/trust"
 )
 
@@ -245,7 +245,7 @@ func TestScreenSignInLocked(t *testing.T) {
 	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil})
 	lb.cfg.Screen.Listen = freeAddr(t)
 	lb.cfg.Lanes[0].Camera.Device = "/dev/video-absent"
-	hash, err := screen.HashPIN("2468")
+	hash, err := passhash.Hash("2468")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestScreenOverride(t *testing.T) {
 	lb := newLaneBox(t, f, `{}`, map[string][]string{"east": codes(f, 1)})
 	lb.cfg.Screen.Listen = freeAddr(t)
 	lb.cfg.Lanes[0].Camera.Pace = 2 // the code stays up: time to act
-	hash, err := screen.HashPIN("2468")
+	hash, err := passhash.Hash("2468")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@
 // over TLS.
 //
 // internal/daemon publishes each lane's passages to it and gives it the
-// call that takes the guard's actions; checkpointctl passwd uses HashPIN.
+// call that takes the guard's actions.
 package screen
 
 import (
@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/checkpointd/checkpoint/internal/clock"
+	"github.com/checkpointd/checkpoint/internal/passhash"
 	"github.com/checkpointd/checkpoint/passage"
 )
 
@@ -100,7 +101,7 @@ func New(cfg Config, act Actor, status func() Status, clk clock.Clock, log *slog
 	}
 	guards := map[string]string{}
 	for _, g := range cfg.Guards {
-		if err := CheckHash(g.PIN); err != nil {
+		if err := passhash.Check(g.PIN); err != nil {
 			return nil, fmt.Errorf("screen: guard %q: %w", g.Name, err)
 		}
 		guards[g.Name] = g.PIN

@@ -16,6 +16,7 @@ import (
 
 	"github.com/checkpointd/checkpoint/hardware"
 	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
+	"github.com/checkpointd/checkpoint/internal/passhash"
 	"github.com/checkpointd/checkpoint/passage"
 	"github.com/checkpointd/checkpoint/verify"
 )
@@ -37,7 +38,7 @@ func (a *actor) Act(_ context.Context, lane string, x passage.Action) error {
 
 func newServer(t *testing.T, tls bool) (*Server, *clocktest.Fake, *actor) {
 	t.Helper()
-	h, err := HashPIN("2468")
+	h, err := passhash.Hash("2468")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,29 +66,6 @@ func call(s *Server, method, path, body string, cookies []*http.Cookie, edit fun
 	w := httptest.NewRecorder()
 	s.Handler().ServeHTTP(w, r)
 	return w
-}
-
-func TestPINHashes(t *testing.T) {
-	h, err := HashPIN("2468")
-	if err != nil || !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
-		t.Fatalf("hash %q %v", h, err)
-	}
-	if !pinMatches(h, "2468") || pinMatches(h, "2469") {
-		t.Error("the hash does not tell the PIN from another")
-	}
-	if h2, _ := HashPIN("2468"); h2 == h {
-		t.Error("two hashes of one PIN are the same: no salt")
-	}
-	if _, err := HashPIN("12"); err == nil {
-		t.Error("a 2-character PIN was hashed")
-	}
-	for _, bad := range []string{"", "2468", "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5",
-		"$argon2id$v=19$m=999999999,t=2,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5",
-		"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5"} {
-		if CheckHash(bad) == nil {
-			t.Errorf("hash %q accepted", bad)
-		}
-	}
 }
 
 // TestSignIn: a right PIN signs in; wrong ones are refused and, five in
