@@ -45,7 +45,31 @@ type Event struct {
 	ID         *IDRecord       `cbor:"21,keyasint,omitempty"`
 	Actions    []ActionRecord  `cbor:"22,keyasint,omitempty"`
 	GateAction string          `cbor:"23,keyasint,omitempty"` // pulse, closed, held_open
-	MaskedName string          `cbor:"24,keyasint,omitempty"` // the code's or the card's, for the supervisor
+
+	// MaskedName is the masked name the code or the card showed, for the
+	// supervisor. It is never stored in the clear: with the box's key it
+	// is sealed into Private (with the card's masked name and last
+	// characters, ID.Masked), and opened again when events are read with
+	// the key (docs/store.md, "Privacy").
+	MaskedName string `cbor:"-"`
+	Private    []byte `cbor:"25,keyasint,omitempty"`
+	// LegacyName is where events recorded before the encryption kept the
+	// masked name, in the clear; kept as it is so that their hashes hold,
+	// and gone with them when retention removes them.
+	LegacyName string `cbor:"24,keyasint,omitempty"`
+
+	// An audit event (kind "audit") says who read the log, how and what.
+	Audit *AuditRecord `cbor:"26,keyasint,omitempty"`
+}
+
+// AuditRecord is a reading of the log, or an action on it, by a
+// supervisor.
+type AuditRecord struct {
+	Who    string `cbor:"1,keyasint"`           // the supervisor's account
+	User   string `cbor:"2,keyasint,omitempty"` // the local user (Unix socket), or the address (HTTPS)
+	Action string `cbor:"3,keyasint"`           // logs, stats, export, status, sync, purge, refused...
+	Query  string `cbor:"4,keyasint,omitempty"` // the filter, as asked
+	Rows   int    `cbor:"5,keyasint,omitempty"` // how many events it returned or touched
 }
 
 // ReadingRecord is one temperature reading as the device gave it, in
@@ -63,8 +87,10 @@ type ReadingRecord struct {
 type IDRecord struct {
 	Check  string `cbor:"1,keyasint"` // match, mismatch, confirmed, only, invalid
 	Source string `cbor:"2,keyasint,omitempty"`
-	Masked string `cbor:"3,keyasint,omitempty"`
+	Masked string `cbor:"-"` // sealed in the event's Private, like MaskedName
 	Sealed []byte `cbor:"4,keyasint,omitempty"`
+	// LegacyMasked: Masked in events recorded before the encryption.
+	LegacyMasked string `cbor:"3,keyasint,omitempty"`
 }
 
 // ActionRecord is a guard's action in a passage.
@@ -196,6 +222,9 @@ func (b *Box) commit(batch []*write) {
 			seq++
 			w.ev.Seq = seq
 			w.ev.Prev = hash
+			if err := sealPrivate(&w.ev, b.opts.Key); err != nil {
+				return err
+			}
 			h, err := ChainHash(w.ev)
 			if err != nil {
 				return err
@@ -237,9 +266,10 @@ func (b *Box) LastSeq() uint64 {
 	return b.lastSeq
 }
 
-// Events returns up to limit recorded events from seq from on, in order.
-// Each call is one short read transaction, so that long exports do not
-// hold the writer back.
+// Events returns up to limit recorded events from seq from on, in order,
+// with their private fields opened when the box has its key. Each call is
+// one short read transaction, so that long exports do not hold the writer
+// back.
 func (b *Box) Events(from uint64, limit int) ([]Event, error) {
 	var out []Event
 	err := b.db.View(func(tx *bolt.Tx) error {
@@ -253,7 +283,15 @@ func (b *Box) Events(from uint64, limit int) ([]Event, error) {
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := openPrivate(&out[i], b.opts.Key); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // RawEvents is Events in the stored encoding, for uploading as it is.

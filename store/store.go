@@ -77,6 +77,9 @@ type Options struct {
 	// NoGroupCommit commits every event on its own: for benchmarks that
 	// measure what group commit saves.
 	NoGroupCommit bool
+	// Key encrypts the events' private fields at rest (masked names);
+	// nil: they are not kept. keyfile.StoreKey reads or makes it.
+	Key *[32]byte
 }
 
 // Box is a checkpoint's store.

@@ -51,7 +51,7 @@ type Config struct {
 	// upload times out the next carries half as many (down to MinBatch),
 	// and each upload that succeeds lets them grow again.
 	Batch     int
-	Retention time.Duration // how long acknowledged events are kept; 0: 30 days
+	Retention time.Duration // how long acknowledged events are kept; 0: 14 days
 	// MaxAnchorRTT is the longest round trip of a status call that may
 	// anchor the clock (the anchor's uncertainty is half of it); 0: 4 s.
 	// A slower answer counts for the rest of the sync, but the clock keeps
@@ -152,7 +152,7 @@ func New(cfg Config, box *store.Box, est *Estimator, clk clock.Clock, log *slog.
 		cfg.Batch = 5000
 	}
 	if cfg.Retention <= 0 {
-		cfg.Retention = 30 * 24 * time.Hour
+		cfg.Retention = 14 * 24 * time.Hour
 	}
 	if cfg.MaxAnchorRTT <= 0 {
 		cfg.MaxAnchorRTT = DefaultMaxAnchorRTT

@@ -79,6 +79,10 @@ type Metrics struct {
 // Store says where the checkpoint keeps its state.
 type Store struct {
 	Path string `toml:"path"` // the database file
+	// Key encrypts the fields kept encrypted at rest (masked names); made
+	// on first start, readable by the daemon's user only. Empty: store.key
+	// beside the database.
+	Key string `toml:"key"`
 	// DiskLowMB raises the disk alarm below this much free space.
 	DiskLowMB int `toml:"disk_low_mb"`
 	// Retention keeps events this long after the authority acknowledged
@@ -213,7 +217,7 @@ func Defaults() Config {
 			Device: "/dev/video0", Width: 1280, Height: 720, FPS: 30,
 			Forget: Duration(3 * time.Second), Budget: Duration(60 * time.Millisecond),
 		},
-		Store: Store{Path: "/var/lib/checkpoint/checkpoint.db", DiskLowMB: 256, Retention: Duration(30 * 24 * time.Hour)},
+		Store: Store{Path: "/var/lib/checkpoint/checkpoint.db", DiskLowMB: 256, Retention: Duration(14 * 24 * time.Hour)},
 		Sync: Sync{DeviceKey: "/var/lib/checkpoint/device.key", Interval: Duration(30 * time.Second),
 			MaxAnchorRTT: Duration(4 * time.Second)},
 		Clock: Clock{UnsyncedUncertainty: Duration(time.Second)},
@@ -234,7 +238,7 @@ func Load(path string) (Config, error) {
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&c.Trust.RootKey, &c.Trust.TrustList, &c.Trust.Revocations, &c.Trust.Policy,
-		&c.Store.Path, &c.Sync.DeviceKey, &c.Sync.CAFile, &c.Screen.TLSCert, &c.Screen.TLSKey, &c.Voice.Dir} {
+		&c.Store.Path, &c.Store.Key, &c.Sync.DeviceKey, &c.Sync.CAFile, &c.Screen.TLSCert, &c.Screen.TLSKey, &c.Voice.Dir} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -243,6 +247,9 @@ func Load(path string) (Config, error) {
 		if _, err := os.Stat(filepath.Join(base, c.Camera.Device)); err == nil {
 			c.Camera.Device = filepath.Join(base, c.Camera.Device)
 		}
+	}
+	if c.Store.Key == "" && c.Store.Path != "" {
+		c.Store.Key = filepath.Join(filepath.Dir(c.Store.Path), "store.key")
 	}
 	switch {
 	case len(c.Lanes) == 0:

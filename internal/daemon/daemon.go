@@ -170,7 +170,16 @@ func deviceKey(path string) (ed25519.PrivateKey, error) {
 // openStore opens the checkpoint's store and the clock estimator kept in
 // it.
 func (d *Daemon) openStore() (*store.Box, *sync.Estimator, error) {
-	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log, DiskLow: int64(d.cfg.Store.DiskLowMB) << 20})
+	keyPath := d.cfg.Store.Key
+	if keyPath == "" {
+		keyPath = filepath.Join(filepath.Dir(d.cfg.Store.Path), "store.key")
+	}
+	key, err := keyfile.StoreKey(keyPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store key: %w", err)
+	}
+	box, err := store.OpenBox(d.cfg.Store.Path, store.Options{Clock: d.clock, Log: d.log, DiskLow: int64(d.cfg.Store.DiskLowMB) << 20,
+		Key: key})
 	if err != nil {
 		return nil, nil, err
 	}

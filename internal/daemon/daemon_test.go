@@ -56,6 +56,7 @@ func gateFiles(t *testing.T, f *credentialtest.Fixture, length time.Duration, pp
 	cfg.Camera.Device = video
 	cfg.Lanes = []config.Lane{{Name: "checkpoint", Camera: cfg.Camera}}
 	cfg.Store.Path = filepath.Join(dir, "checkpoint.db")
+	cfg.Store.Key = filepath.Join(dir, "store.key")
 	return cfg
 }
 
@@ -142,7 +143,11 @@ checkpoint_scans_total{lane="checkpoint"} 3
 		}
 	}
 	// Every decision is in the log, chained, with what a supervisor needs.
-	box, err := store.OpenBox(cfg.Store.Path, store.Options{})
+	key, err := keyfile.ReadStoreKey(cfg.Store.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := store.OpenBox(cfg.Store.Path, store.Options{Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,6 +162,7 @@ func newLaneBox(t *testing.T, f *credentialtest.Fixture, policy string, videos m
 	lb.cfg.Trust = config.Trust{RootKey: filepath.Join(lb.dir, "root.pub"), TrustList: write("trust.cbor", raw),
 		Revocations: write("revocations.cbor", revs), Policy: write("policy.json", []byte(policy))}
 	lb.cfg.Store.Path = filepath.Join(lb.dir, "checkpoint.db")
+	lb.cfg.Store.Key = filepath.Join(lb.dir, "store.key")
 	pose := scene.Params{ModulePx: 4, CenterX: 0.5, CenterY: 0.5, Ambient: 1, Screen: 1, Gamma: 1, Noise: 2}
 	for lane, texts := range videos {
 		var ppl []scene.Appearance
@@ -184,7 +185,11 @@ func newLaneBox(t *testing.T, f *credentialtest.Fixture, policy string, videos m
 // events returns what the box recorded.
 func (lb *laneBox) events(t *testing.T) []store.Event {
 	t.Helper()
-	b, err := store.OpenBox(lb.cfg.Store.Path, store.Options{})
+	key, err := keyfile.ReadStoreKey(lb.cfg.Store.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.OpenBox(lb.cfg.Store.Path, store.Options{Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ const (
 	blockPrivate   = "PRIVATE KEY"
 	blockPublic    = "PUBLIC KEY"
 	blockPseudonym = "CHECKPOINT PSEUDONYM KEY"
+	blockStore     = "CHECKPOINT STORE KEY"
 )
 
 // PseudonymKeySize is the size of the authority's pseudonym secret.
@@ -120,6 +121,43 @@ func ReadPseudonymKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: pseudonym key of %d bytes", path, len(key))
 	}
 	return key, nil
+}
+
+// StoreKey reads the checkpoint's key for the fields its store keeps
+// encrypted (32 bytes, for XChaCha20-Poly1305), making one on first use:
+// mode 0600, readable by the daemon's user only, refused when others can
+// read it. Losing it makes those fields unreadable, not the log.
+func StoreKey(path string) (*[32]byte, error) {
+	b, err := readSecret(path, blockStore)
+	if errors.Is(err, fs.ErrNotExist) {
+		k := new([32]byte)
+		if _, err := rand.Read(k[:]); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		return k, writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: blockStore, Bytes: k[:]}), 0o600)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("%s: store key of %d bytes", path, len(b))
+	}
+	return (*[32]byte)(b), nil
+}
+
+// ReadStoreKey reads the store key, without making one.
+func ReadStoreKey(path string) (*[32]byte, error) {
+	b, err := readSecret(path, blockStore)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("%s: store key of %d bytes", path, len(b))
+	}
+	return (*[32]byte)(b), nil
 }
 
 // CreateEventKeys makes the authority's X25519 event key pair, to which

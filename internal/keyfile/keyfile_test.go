@@ -136,3 +136,27 @@ func TestEventKeys(t *testing.T) {
 		t.Errorf("world-readable event key: %v", err)
 	}
 }
+
+// TestStoreKey: made once with mode 0600, kept, and refused when others
+// can read it.
+func TestStoreKey(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state", "store.key")
+	k, err := StoreKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", st.Mode().Perm())
+	}
+	again, err := StoreKey(p)
+	if err != nil || *again != *k {
+		t.Errorf("second StoreKey: %v (want the same key)", err)
+	}
+	if r, err := ReadStoreKey(p); err != nil || *r != *k {
+		t.Errorf("ReadStoreKey: %v", err)
+	}
+	os.Chmod(p, 0o640)
+	if _, err := StoreKey(p); !errors.Is(err, ErrTooOpen) {
+		t.Errorf("group-readable store key: %v", err)
+	}
+}
