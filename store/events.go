@@ -60,6 +60,9 @@ type Event struct {
 
 	// An audit event (kind "audit") says who read the log, how and what.
 	Audit *AuditRecord `cbor:"26,keyasint,omitempty"`
+	// A link event (kind "link") says that the link to the authority went
+	// "down" or came back "up"; the offline time in Stats comes from them.
+	Link string `cbor:"27,keyasint,omitempty"`
 }
 
 // AuditRecord is a reading of the log, or an action on it, by a
@@ -70,6 +73,9 @@ type AuditRecord struct {
 	Action string `cbor:"3,keyasint"`           // logs, stats, export, status, sync, purge, refused...
 	Query  string `cbor:"4,keyasint,omitempty"` // the filter, as asked
 	Rows   int    `cbor:"5,keyasint,omitempty"` // how many events it returned or touched
+	// Purged is the range a forced purge removed before the authority
+	// acknowledged it.
+	Purged *ForcedPurge `cbor:"6,keyasint,omitempty"`
 }
 
 // ReadingRecord is one temperature reading as the device gave it, in
@@ -152,6 +158,9 @@ type write struct {
 // fsynced. Concurrent calls share commits. The event's Seq, Prev and Hash
 // are set here.
 func (b *Box) Record(ctx context.Context, ev Event) (Event, error) {
+	if b.readOnly {
+		return Event{}, ErrReadOnly
+	}
 	w := &write{ev: ev, done: make(chan error, 1)}
 	b.mu.Lock()
 	closed := b.closed
@@ -237,6 +246,9 @@ func (b *Box) commit(batch []*write) {
 			if err := events.Put(u64(seq), raw); err != nil {
 				return err
 			}
+			if err := b.index(tx, &w.ev); err != nil {
+				return err
+			}
 			hash = h
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -252,6 +264,7 @@ func (b *Box) commit(batch []*write) {
 	} else {
 		err = fmt.Errorf("store: recording events: %w", err)
 		b.log.Error("events not recorded", "err", err, "events", len(batch))
+		b.dicts.reload(b.db)
 	}
 	b.checkDisk()
 	for _, w := range batch {
@@ -363,53 +376,168 @@ func (b *Box) Mark() (uint64, error) {
 	return m, err
 }
 
-// SetMark records the authority's acknowledgement. A mark lower than the
-// one recorded (an authority restored from a backup) is recorded too: the
-// box must send again what the authority lost.
+// SetMark records the authority's acknowledgement, and when it came: the
+// retention counts from there. A mark lower than the one recorded (an
+// authority restored from a backup) is recorded too: the box must send
+// again what the authority lost, and keeps it until acknowledged again.
 func (b *Box) SetMark(m uint64) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyMark, u64(m))
+		meta := tx.Bucket(bucketMeta)
+		if m > getU64(meta, keyMark) {
+			if err := tx.Bucket(bucketAcks).Put(u64(uint64(b.clock.Now().UnixMicro())), u64(m)); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keyMark, u64(m))
 	})
 }
 
-// Prune deletes events that the authority has acknowledged and that are
-// older than keep, in transactions of at most 10,000 deletions. Events not
-// acknowledged are never deleted, whatever their age. It returns how many
-// it deleted.
-func (b *Box) Prune(keep time.Duration) (int, error) {
-	mark, err := b.Mark()
-	if err != nil {
-		return 0, err
+// Pruned is where the log kept on the box begins: the last event removed
+// (by retention, or by a supervisor's forced purge) and its hash, which
+// the first event kept must link to.
+type Pruned struct {
+	Seq  uint64   `cbor:"1,keyasint" json:"seq"`
+	Hash [32]byte `cbor:"2,keyasint" json:"-"`
+}
+
+// ForcedPurge is a range of events a supervisor purged before the
+// authority acknowledged them. The syncer tells the authority, so that it
+// records the range as purged at the checkpoint rather than lost.
+type ForcedPurge struct {
+	From uint64    `cbor:"1,keyasint" json:"from"`
+	To   uint64    `cbor:"2,keyasint" json:"to"`
+	Last [32]byte  `cbor:"3,keyasint" json:"-"` // the hash of event To
+	At   time.Time `cbor:"4,keyasint" json:"at"`
+}
+
+// PurgeResult says what Prune and Purge removed.
+type PurgeResult struct {
+	Deleted int    `json:"deleted"` // events removed
+	Through uint64 `json:"through"` // the last event removed; 0 when none
+	// Unsent counts the removed events the authority had not acknowledged
+	// (a forced purge only), Forced says which.
+	Unsent int          `json:"unsent"`
+	Forced *ForcedPurge `json:"forced,omitempty"`
+}
+
+// Prune applies the retention: it deletes the events that the authority
+// acknowledged more than keep ago, in transactions of at most 10,000
+// deletions. Events not acknowledged are never deleted, whatever their
+// age.
+func (b *Box) Prune(keep time.Duration) (PurgeResult, error) {
+	return b.purge(keep, false)
+}
+
+// Purge is Prune forced by a supervisor: it also deletes the events older
+// than keep that the authority has not acknowledged, and records the range
+// (ForcedPurges) for the syncer to declare. The caller records who forced
+// it, as an audit event.
+func (b *Box) Purge(keep time.Duration) (PurgeResult, error) {
+	return b.purge(keep, true)
+}
+
+func (b *Box) purge(keep time.Duration, force bool) (PurgeResult, error) {
+	var res PurgeResult
+	if b.readOnly {
+		return res, ErrReadOnly
 	}
-	cutoff := b.clock.Now().Add(-keep)
-	total := 0
+	now := b.clock.Now()
+	cutoff := now.Add(-keep)
 	for {
 		n := 0
 		err := b.db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			mark := getU64(meta, keyMark)
+			// The highest mark acknowledged at or before the cutoff.
+			var through uint64
+			acks := tx.Bucket(bucketAcks).Cursor()
+			for k, v := acks.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= cutoff.UnixMicro(); k, v = acks.Next() {
+				through = binary.BigEndian.Uint64(v)
+			}
+			through = min(through, mark)
+			var pruned Pruned
 			c := tx.Bucket(bucketEvents).Cursor()
 			for k, v := c.First(); k != nil && n < 10000; k, v = c.First() {
-				if binary.BigEndian.Uint64(k) > mark {
-					return nil
-				}
+				seq := binary.BigEndian.Uint64(k)
 				e, err := DecodeEvent(v)
 				if err != nil {
-					return err
+					return fmt.Errorf("event %d: %w", seq, err)
 				}
-				if !e.Time.Before(cutoff) {
-					return nil
+				if seq > through && !(force && e.Time.Before(cutoff)) {
+					break
 				}
 				if err := c.Delete(); err != nil {
 					return err
 				}
+				if err := b.unindex(tx, seq, e); err != nil {
+					return err
+				}
+				if seq > mark {
+					res.Unsent++
+					if res.Forced == nil {
+						res.Forced = &ForcedPurge{From: seq, At: now}
+					}
+					res.Forced.To, res.Forced.Last = seq, e.Hash
+				}
+				pruned = Pruned{Seq: seq, Hash: e.Hash}
 				n++
+			}
+			if n == 0 {
+				return nil
+			}
+			res.Deleted += n
+			res.Through = pruned.Seq
+			if err := b.putMetaTx(tx, keyPruned, pruned); err != nil {
+				return err
+			}
+			if res.Forced != nil {
+				var forced []ForcedPurge
+				if raw := meta.Get(keyForced); raw != nil {
+					if err := decMode.Unmarshal(raw, &forced); err != nil {
+						return err
+					}
+				}
+				if l := len(forced); l > 0 && forced[l-1].From == res.Forced.From {
+					forced = forced[:l-1] // the same purge, in its next transaction
+				}
+				if err := b.putMetaTx(tx, keyForced, append(forced, *res.Forced)); err != nil {
+					return err
+				}
+			}
+			// Acknowledgements no longer needed: all but the last one at
+			// or before the cutoff.
+			var drop [][]byte
+			for k, _ := acks.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= cutoff.UnixMicro(); k, _ = acks.Next() {
+				drop = append(drop, k)
+			}
+			for _, k := range drop[:max(len(drop)-1, 0)] {
+				if err := tx.Bucket(bucketAcks).Delete(k); err != nil {
+					return err
+				}
 			}
 			return nil
 		})
-		total += n
 		if err != nil || n < 10000 {
-			return total, err
+			return res, err
 		}
 	}
+}
+
+// PrunedThrough says where the log kept on the box begins; ok is false
+// when nothing was ever removed, or only by a version that did not record
+// it.
+func (b *Box) PrunedThrough() (Pruned, bool, error) {
+	var p Pruned
+	ok, err := b.getMeta(keyPruned, &p)
+	return p, ok, err
+}
+
+// ForcedPurges lists the ranges of unacknowledged events a supervisor
+// purged, oldest first.
+func (b *Box) ForcedPurges() ([]ForcedPurge, error) {
+	var f []ForcedPurge
+	_, err := b.getMeta(keyForced, &f)
+	return f, err
 }
 
 // Unsent returns how many recorded events the authority has not

@@ -62,6 +62,14 @@ func (b *Box) putMeta(key []byte, v any) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(key, raw) })
 }
 
+func (b *Box) putMetaTx(tx *bolt.Tx, key []byte, v any) error {
+	raw, err := encMode.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(key, raw)
+}
+
 // Device returns the enrolment, if the box is enrolled.
 func (b *Box) Device() (Device, bool, error) {
 	var d Device

@@ -100,6 +100,9 @@ type Box struct {
 	lastHash [32]byte
 	disk     DiskStatus
 	revState revState
+
+	dicts    *dicts
+	readOnly bool
 }
 
 // Buckets.
@@ -107,6 +110,9 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketEvents = []byte("events")
 	bucketRevs   = []byte("revocations")
+	// bucketAcks holds when the authority acknowledged what: unix
+	// microseconds -> mark, for the retention to count from.
+	bucketAcks = []byte("acks")
 )
 
 // Meta keys.
@@ -121,6 +127,8 @@ var (
 	keyRevState = []byte("revocations.state")
 	keyStaging  = []byte("revocations.staging")
 	keySyncLog  = []byte("sync.last")
+	keyPruned   = []byte("events.pruned")
+	keyForced   = []byte("events.forced_purges")
 )
 
 // OpenBox opens (or creates) the checkpoint store at path. If another
@@ -146,9 +154,9 @@ func OpenBox(path string, opts Options) (*Box, error) {
 		return nil, err
 	}
 	b := &Box{db: db, path: path, opts: opts, log: opts.Log.With("component", "store"), clock: opts.Clock,
-		writes: make(chan *write, 1024), done: make(chan struct{})}
+		writes: make(chan *write, 1024), done: make(chan struct{}), dicts: newDicts()}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketEvents} {
+		for _, name := range [][]byte{bucketMeta, bucketEvents, bucketAcks, bucketSummaries, bucketHours, bucketLinks, bucketDicts} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -167,11 +175,28 @@ func OpenBox(path string, opts Options) (*Box, error) {
 			b.lastSeq = binary.BigEndian.Uint64(v)
 			copy(b.lastHash[:], meta.Get(keyLastHash))
 		}
+		// A box from before acknowledgements had times: retention counts
+		// from now for what was acknowledged then.
+		if mark := getU64(meta, keyMark); mark > 0 {
+			if k, _ := tx.Bucket(bucketAcks).Cursor().First(); k == nil {
+				if err := tx.Bucket(bucketAcks).Put(u64(uint64(opts.Clock.Now().UnixMicro())), u64(mark)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := b.dicts.load(tx); err != nil {
+			return err
+		}
 		return b.loadRevState(meta)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	if n, err := b.reindex(); err != nil {
+		b.log.Error("events not indexed: reading them is slower", "err", err)
+	} else if n > 0 {
+		b.log.Info("indexed the events recorded before the index", "events", n)
 	}
 	b.checkDisk()
 	b.wg.Add(1)
@@ -179,9 +204,56 @@ func OpenBox(path string, opts Options) (*Box, error) {
 	return b, nil
 }
 
+// ErrReadOnly is a change asked of a box opened read-only.
+var ErrReadOnly = errors.New("store: opened read-only")
+
+// OpenBoxReadOnly opens a checkpoint store for reading only: a copy of a
+// box's database brought in for repair, or a box whose daemon is
+// stopped. Nothing is written to the file; Record and the other changes
+// fail with ErrReadOnly. Events the index lacks are read decoded.
+func OpenBoxReadOnly(path string, opts Options) (*Box, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.System{}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, ReadOnly: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s is locked (is checkpointd running? ask it through its socket)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	b := &Box{db: db, path: path, opts: opts, log: opts.Log.With("component", "store"), clock: opts.Clock,
+		dicts: newDicts(), readOnly: true, closed: true}
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || tx.Bucket(bucketEvents) == nil {
+			return fmt.Errorf("%s is not a checkpoint's database", path)
+		}
+		if v := meta.Get(keyLastSeq); v != nil {
+			b.lastSeq = binary.BigEndian.Uint64(v)
+			copy(b.lastHash[:], meta.Get(keyLastHash))
+		}
+		return b.dicts.load(tx)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return b, nil
+}
+
+// ReadOnly reports whether the box was opened with OpenBoxReadOnly.
+func (b *Box) ReadOnly() bool { return b.readOnly }
+
 // Close stops the writer after the events already handed to it and closes
 // the database.
 func (b *Box) Close() error {
+	if b.readOnly {
+		return b.db.Close()
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

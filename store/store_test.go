@@ -123,42 +123,59 @@ func TestTamperingIsDetected(t *testing.T) {
 	}
 }
 
-func TestPruneKeepsUnsent(t *testing.T) {
+// TestRetention: events go 14 days after the authority acknowledged
+// them, not before, whatever their age; unacknowledged events stay unless
+// a supervisor forces a purge, which is recorded for the syncer.
+func TestRetention(t *testing.T) {
+	const keep = 14 * 24 * time.Hour
 	b, clk := open(t, filepath.Join(t.TempDir(), "box.db"))
 	for i := 0; i < 100; i++ {
 		if _, err := b.Record(context.Background(), event(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	clk.Advance(90 * 24 * time.Hour)
-	if n, err := b.Prune(30 * 24 * time.Hour); err != nil || n != 0 {
-		t.Fatalf("pruned %d unacknowledged events (%v)", n, err)
+	prune := func(want int) {
+		t.Helper()
+		if r, err := b.Prune(keep); err != nil || r.Deleted != want || r.Unsent != 0 {
+			t.Fatalf("Prune: %+v, %v; want %d deleted", r, err, want)
+		}
 	}
+	clk.Advance(90 * 24 * time.Hour)
+	prune(0) // old, but never acknowledged
 	if err := b.SetMark(60); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := b.Prune(30 * 24 * time.Hour); err != nil || n != 60 {
-		t.Fatalf("pruned %d, want the 60 acknowledged (%v)", n, err)
-	}
+	prune(0) // acknowledged just now
+	clk.Advance(13 * 24 * time.Hour)
+	prune(0)
+	clk.Advance(2 * 24 * time.Hour)
+	prune(60)
 	if u, _ := b.Unsent(); u != 40 {
 		t.Errorf("%d unsent, want 40", u)
 	}
-	if n, err := b.VerifyChain(); err != nil || n != 40 {
-		t.Errorf("the kept part verifies: %d, %v", n, err)
+	if lc, err := b.VerifyLog(); err != nil || !lc.OK || lc.First != 61 || lc.Pruned != 60 || lc.Checked != 40 {
+		t.Errorf("the kept part verifies: %+v, %v", lc, err)
 	}
 	// An authority restored from a backup acknowledges less: the mark goes
 	// back, and nothing more is pruned.
 	if err := b.SetMark(10); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := b.Mark(); m != 10 {
-		t.Errorf("mark %d after rewind", m)
-	}
-	if n, err := b.Prune(30 * 24 * time.Hour); err != nil || n != 0 {
-		t.Errorf("pruned %d after the rewind (%v)", n, err)
-	}
+	clk.Advance(30 * 24 * time.Hour)
+	prune(0)
 	if u, _ := b.Unsent(); u != 90 {
 		t.Errorf("%d unsent after the rewind, want 90", u)
+	}
+	// A forced purge takes the old unacknowledged events too, and says so.
+	r, err := b.Purge(keep)
+	if err != nil || r.Deleted != 40 || r.Unsent != 40 || r.Forced == nil || r.Forced.From != 61 || r.Forced.To != 100 {
+		t.Fatalf("Purge: %+v, %v", r, err)
+	}
+	if f, err := b.ForcedPurges(); err != nil || len(f) != 1 || f[0].To != 100 || f[0].Last != r.Forced.Last || !f[0].At.Equal(r.Forced.At) {
+		t.Errorf("ForcedPurges: %+v, %v", f, err)
+	}
+	if lc, err := b.VerifyLog(); err != nil || !lc.OK || lc.Pruned != 100 || len(lc.Forced) != 1 {
+		t.Errorf("after the forced purge: %+v, %v", lc, err)
 	}
 }
 
