@@ -60,9 +60,6 @@ type Event struct {
 
 	// An audit event (kind "audit") says who read the log, how and what.
 	Audit *AuditRecord `cbor:"26,keyasint,omitempty"`
-	// A link event (kind "link") says that the link to the authority went
-	// "down" or came back "up"; the offline time in Stats comes from them.
-	Link string `cbor:"27,keyasint,omitempty"`
 }
 
 // AuditRecord is a reading of the log, or an action on it, by a
@@ -512,6 +509,17 @@ func (b *Box) purge(keep time.Duration, force bool) (PurgeResult, error) {
 			}
 			for _, k := range drop[:max(len(drop)-1, 0)] {
 				if err := tx.Bucket(bucketAcks).Delete(k); err != nil {
+					return err
+				}
+			}
+			// The link's ups and downs, likewise.
+			drop = drop[:0]
+			links := tx.Bucket(bucketLinks).Cursor()
+			for k, _ := links.First(); k != nil && int64(binary.BigEndian.Uint64(k)^1<<63) <= cutoff.UnixMicro(); k, _ = links.Next() {
+				drop = append(drop, k)
+			}
+			for _, k := range drop[:max(len(drop)-1, 0)] {
+				if err := tx.Bucket(bucketLinks).Delete(k); err != nil {
 					return err
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -18,8 +19,10 @@ import (
 //     a bit set and the guards who acted;
 //   - the event's hour: hour -> the lowest and highest sequence numbers
 //     with a time in it, so that a time range becomes a range of sequence
-//     numbers even when the clock was set back;
-//   - for a link event, its time and direction, for the offline time.
+//     numbers even when the clock was set back.
+//
+// The link's ups and downs (SetLink) are kept beside them, by time, for
+// the offline time.
 //
 // The small numbers come from dictionaries kept in the database (kind,
 // outcome, colour, lane, reason, guard), loaded at open. A summary is a
@@ -51,7 +54,6 @@ type summary struct {
 	kind, decision, status, lane uint8
 	reasons                      uint64 // bit i: reason i of the dictionary; bit 63: another
 	guard1, guard2               uint16 // 0: none; other16 in either: more than two, or another
-	link                         uint8  // 'u', 'd' or 0
 }
 
 func (s summary) encode() []byte {
@@ -61,7 +63,6 @@ func (s summary) encode() []byte {
 	binary.BigEndian.PutUint64(b[12:], s.reasons)
 	binary.BigEndian.PutUint16(b[20:], s.guard1)
 	binary.BigEndian.PutUint16(b[22:], s.guard2)
-	b[24] = s.link
 	return b
 }
 
@@ -74,7 +75,6 @@ func decodeSummary(b []byte) (summary, bool) {
 		kind:   b[8], decision: b[9], status: b[10], lane: b[11],
 		reasons: binary.BigEndian.Uint64(b[12:]),
 		guard1:  binary.BigEndian.Uint16(b[20:]), guard2: binary.BigEndian.Uint16(b[22:]),
-		link: b[24],
 	}, true
 }
 
@@ -236,12 +236,6 @@ func (ds *dicts) summarize(tx *bolt.Tx, e *Event) (summary, error) {
 	case len(guards) == 1:
 		s.guard1 = guards[0]
 	}
-	switch e.Link {
-	case "up":
-		s.link = 'u'
-	case "down":
-		s.link = 'd'
-	}
 	return s, err
 }
 
@@ -276,12 +270,6 @@ func (b *Box) index(tx *bolt.Tx, e *Event) error {
 	if err := hours.Put(hk, v); err != nil {
 		return err
 	}
-	if s.link != 0 {
-		k := append(u64(uint64(s.micros)^1<<63), u64(e.Seq)...)
-		if err := tx.Bucket(bucketLinks).Put(k, []byte{s.link}); err != nil {
-			return err
-		}
-	}
 	return tx.Bucket(bucketMeta).Put(keyIndexed, u64(e.Seq))
 }
 
@@ -301,13 +289,24 @@ func (b *Box) unindex(tx *bolt.Tx, seq uint64, e Event) error {
 			return err
 		}
 	}
-	if e.Link != "" {
-		k := append(u64(uint64(e.Time.UnixMicro())^1<<63), u64(seq)...)
-		if err := tx.Bucket(bucketLinks).Delete(k); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// SetLink records that the link to the authority went down or came back
+// up at t: the syncer calls it when that changes, and Stats counts the
+// offline time from it. It is the box's own bookkeeping, not an event:
+// the authority knows when the box synced.
+func (b *Box) SetLink(t time.Time, up bool) error {
+	if b.readOnly {
+		return ErrReadOnly
+	}
+	v := byte('d')
+	if up {
+		v = 'u'
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLinks).Put(u64(uint64(t.UnixMicro())^1<<63), []byte{v})
+	})
 }
 
 // indexedThrough is the last event the index holds.

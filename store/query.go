@@ -22,7 +22,7 @@ import (
 // Filter chooses events. Empty fields choose everything.
 type Filter struct {
 	From, To time.Time // events with From <= Time < To
-	Kind     string    // passage, scan, fire_alarm, audit, link
+	Kind     string    // passage, scan, fire_alarm, audit
 	Outcome  string    // pass, refer, refuse
 	Reason   string    // a reason code (verify.Reason)
 	Colour   string    // the code's colour: green, yellow, red
@@ -657,8 +657,7 @@ func (b *Box) Stats(from, to time.Time, step Step) (Stats, error) {
 }
 
 // offline adds to the periods the time the link to the authority was
-// down, from the link events: down from a "down" to the next "up", and
-// not past now.
+// down (SetLink): from a "down" to the next "up", and not past now.
 func (b *Box) offline(st *Stats, from, to time.Time, at func(int64) *Period) error {
 	end := min(to.UnixMicro(), b.clock.Now().UnixMicro())
 	return b.db.View(func(tx *bolt.Tx) error {
@@ -691,7 +690,7 @@ func (b *Box) offline(st *Stats, from, to time.Time, at func(int64) *Period) err
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
-			t := int64(binary.BigEndian.Uint64(k[:8]) ^ 1<<63)
+			t := int64(binary.BigEndian.Uint64(k) ^ 1<<63)
 			if t >= end {
 				break
 			}

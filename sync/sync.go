@@ -101,6 +101,12 @@ type Syncer struct {
 
 	mu     stdsync.Mutex
 	status Status
+
+	// once serializes syncs: the loop's and those asked for now
+	// (checkpointctl sync). link is the link's state as last recorded:
+	// "up", "down", or "" before the first sync.
+	once stdsync.Mutex
+	link string
 }
 
 // maxBatchBytes bounds the events of one upload.
@@ -232,9 +238,28 @@ func (s *Syncer) Run(ctx context.Context) error {
 }
 
 // SyncOnce runs one sync: enrol if need be, anchor the clock, update the
-// trust list, upload events, download revocations, prune.
+// trust list, upload events, download revocations, prune. It may be called
+// while Run runs (a supervisor's "sync now"): syncs take turns. When the
+// link to the authority goes down or comes back it tells the store, which
+// counts the offline time from that.
 func (s *Syncer) SyncOnce(ctx context.Context) error {
+	s.once.Lock()
+	defer s.once.Unlock()
 	err := s.syncOnce(ctx)
+	if ctx.Err() != nil {
+		return err // stopping, not the link
+	}
+	link := "up"
+	if err != nil {
+		link = "down"
+	}
+	if link != s.link {
+		if lerr := s.box.SetLink(s.est.Now().Time, link == "up"); lerr == nil {
+			s.link = link
+		} else {
+			s.log.Error("link state not recorded", "err", lerr)
+		}
+	}
 	now := s.clock.Now()
 	s.mu.Lock()
 	s.status.LastAttempt = now
