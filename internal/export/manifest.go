@@ -77,14 +77,16 @@ func Check(data io.Reader, signed []byte, pub ed25519.PublicKey) (Manifest, erro
 	sum := sha256.New()
 	in := bufio.NewReaderSize(io.TeeReader(data, sum), 64<<10)
 	var (
-		n                   int
-		first, last         Row
-		prevSeq             uint64
-		prevHash            string
-		whole               = m.Filter == ""
-		next                func() (Row, error)
-		lineOf              = func() int { return n + 1 }
-		errRow              = func(format string, args ...any) error { return fmt.Errorf("%w: row %d: "+format, append([]any{ErrCheck, lineOf()}, args...)...) }
+		n           int
+		first, last Row
+		prevSeq     uint64
+		prevHash    string
+		whole       = m.Filter == ""
+		next        func() (Row, error)
+		lineOf      = func() int { return n + 1 }
+		errRow      = func(format string, args ...any) error {
+			return fmt.Errorf("%w: row %d: "+format, append([]any{ErrCheck, lineOf()}, args...)...)
+		}
 		seqCol, prevCol, hc = 0, len(columns) - 2, len(columns) - 1
 	)
 	switch m.Format {
@@ -163,4 +165,3 @@ func Check(data io.Reader, signed []byte, pub ed25519.PublicKey) (Manifest, erro
 	}
 	return m, nil
 }
-
