@@ -32,6 +32,9 @@ var (
 	aByDrop    = []byte("revocations.by_drop")
 	aHolders   = []byte("holders")
 	aColours   = []byte("colours")
+	// aPurged holds, per device, the ranges it declared purged before
+	// upload (ForcedPurge, keyed by To).
+	aPurged = []byte("purged")
 
 	aKeyRevVersion = []byte("revocations.version")
 	aKeyRevSet     = []byte("revocations.set")
@@ -58,7 +61,7 @@ func OpenAuthority(path string) (*Authority, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders, aColours} {
+		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders, aColours, aPurged} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -169,6 +172,7 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 		}
 		marks := tx.Bucket(aMarks)
 		mark = getU64(marks, []byte(device))
+		purged := tx.Bucket(aPurged).Bucket([]byte(device))
 		for _, raw := range raws {
 			e, err := DecodeEvent(raw)
 			if err != nil {
@@ -188,7 +192,7 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 				if e.Seq == mark+1 {
 					// Held past a gap once: it counts now that it is
 					// checked against the event before it.
-					if err := checkLink(evs, e); err != nil {
+					if err := checkLink(evs, purged, e); err != nil {
 						return err
 					}
 					mark = e.Seq
@@ -198,7 +202,7 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 			if e.Seq != mark+1 {
 				return fmt.Errorf("%w: event %d after event %d", ErrGap, e.Seq, mark)
 			}
-			if err := checkLink(evs, e); err != nil {
+			if err := checkLink(evs, purged, e); err != nil {
 				return err
 			}
 			if err := evs.Put(u64(e.Seq), raw); err != nil {
@@ -217,7 +221,7 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 			if err != nil {
 				return err
 			}
-			if h, err := ChainHash(e); err != nil || h != e.Hash || e.Seq != mark+1 || checkLink(evs, e) != nil {
+			if h, err := ChainHash(e); err != nil || h != e.Hash || e.Seq != mark+1 || checkLink(evs, purged, e) != nil {
 				break // the device's upload of this event will say what is wrong
 			}
 			mark = e.Seq
@@ -231,10 +235,13 @@ func (a *Authority) StoreEvents(device string, raws [][]byte) (uint64, error) {
 }
 
 // checkLink checks that e links to the event held before it (the zero
-// hash for the first).
-func checkLink(evs *bolt.Bucket, e Event) error {
+// hash for the first), or to the last of a range the device declared
+// purged.
+func checkLink(evs, purged *bolt.Bucket, e Event) error {
 	var prevHash [32]byte
-	if e.Seq > 1 {
+	if g := purgedBefore(purged, e.Seq); e.Seq > 1 && evs.Get(u64(e.Seq-1)) == nil && g != nil {
+		prevHash = g.Last
+	} else if e.Seq > 1 {
 		p, err := DecodeEvent(evs.Get(u64(e.Seq - 1)))
 		if err != nil {
 			return err
@@ -245,6 +252,80 @@ func checkLink(evs *bolt.Bucket, e Event) error {
 		return fmt.Errorf("%w: event %d does not follow event %d", ErrBadEvent, e.Seq, e.Seq-1)
 	}
 	return nil
+}
+
+// purgedBefore returns the declared purge that ends just before seq, if
+// any; purged is the device's bucket of them (nil: none).
+func purgedBefore(purged *bolt.Bucket, seq uint64) *ForcedPurge {
+	if purged == nil {
+		return nil
+	}
+	raw := purged.Get(u64(seq - 1))
+	if raw == nil {
+		return nil
+	}
+	var g ForcedPurge
+	if decMode.Unmarshal(raw, &g) != nil {
+		return nil
+	}
+	return &g
+}
+
+// DeclarePurged records that a device's events g.From to g.To were purged
+// at the checkpoint, by a supervisor, before the authority held them: the
+// device says so in the upload that follows the purge, signed like every
+// upload. The mark moves past the range, and the next event must link to
+// g.Last. A range already behind the mark is ignored; one that does not
+// start at the mark's next event is ErrGap.
+func (a *Authority) DeclarePurged(device string, g ForcedPurge) (uint64, error) {
+	var mark uint64
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(aEvents).Bucket([]byte(device)) == nil {
+			return ErrUnknownDevice
+		}
+		marks := tx.Bucket(aMarks)
+		mark = getU64(marks, []byte(device))
+		switch {
+		case g.To <= mark:
+			return nil
+		case g.From != mark+1 || g.To < g.From:
+			return fmt.Errorf("%w: purged events %d to %d after event %d", ErrGap, g.From, g.To, mark)
+		}
+		b, err := tx.Bucket(aPurged).CreateBucketIfNotExists([]byte(device))
+		if err != nil {
+			return err
+		}
+		raw, err := encMode.Marshal(g)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(u64(g.To), raw); err != nil {
+			return err
+		}
+		mark = g.To
+		return marks.Put([]byte(device), u64(mark))
+	})
+	return mark, err
+}
+
+// Purged lists the ranges a device declared purged.
+func (a *Authority) Purged(device string) ([]ForcedPurge, error) {
+	var out []ForcedPurge
+	err := a.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(aPurged).Bucket([]byte(device))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var g ForcedPurge
+			if err := decMode.Unmarshal(v, &g); err != nil {
+				return err
+			}
+			out = append(out, g)
+			return nil
+		})
+	})
+	return out, err
 }
 
 // Mark returns the device's mark.

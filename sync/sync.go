@@ -566,10 +566,26 @@ func (s *Syncer) upload(ctx context.Context, dev string, theirs uint64) error {
 		}
 		first, _ := store.DecodeEvent(raws[0])
 		last, _ := store.DecodeEvent(raws[len(raws)-1])
+		var purged *protocol.Purged
 		if first.Seq != ours+1 {
-			return fmt.Errorf("sync: the authority needs event %d, which this box no longer has", ours+1)
+			// A supervisor's forced purge took events before the
+			// authority had them: say so, or the authority cannot go on.
+			forced, err := s.box.ForcedPurges()
+			if err != nil {
+				return err
+			}
+			for _, f := range forced {
+				if f.From <= ours+1 && f.To+1 == first.Seq {
+					purged = &protocol.Purged{From: ours + 1, To: f.To, Last: f.Last[:]}
+				}
+			}
+			if purged == nil {
+				return fmt.Errorf("sync: the authority needs event %d, which this box no longer has", ours+1)
+			}
+			s.log.Warn("declaring events purged before upload", "from", purged.From, "to", purged.To)
 		}
-		body, err := protocol.Enc.Marshal(protocol.EventBatch{DeviceID: dev, From: first.Seq, To: last.Seq, Events: raws})
+		body, err := protocol.Enc.Marshal(protocol.EventBatch{DeviceID: dev, From: first.Seq, To: last.Seq, Events: raws,
+			Purged: purged})
 		if err != nil {
 			return err
 		}

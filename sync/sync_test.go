@@ -340,6 +340,41 @@ func TestAuthorityRestoredFromBackup(t *testing.T) {
 	}
 }
 
+// TestForcedPurgeDeclared: events a supervisor purged before they were
+// sent are declared in the next upload; the authority records the range
+// and goes on from there, checking the link across it.
+func TestForcedPurgeDeclared(t *testing.T) {
+	w := newWorld(t)
+	w.record(10)
+	w.mustSync()
+	w.record(20) // never sent: the link stays down for weeks
+	w.bclock.Advance(15 * 24 * time.Hour)
+	w.aclock.Advance(15 * 24 * time.Hour)
+	r, err := w.box.Purge(14 * 24 * time.Hour)
+	if err != nil || r.Deleted != 30 || r.Unsent != 20 || r.Forced == nil || r.Forced.From != 11 || r.Forced.To != 30 {
+		t.Fatalf("Purge: %+v, %v", r, err)
+	}
+	w.record(1) // the purge's audit event, say
+	w.mustSync()
+	d, _, _ := w.box.Device()
+	if m, _ := w.authDB.Mark(d.ID); m != 31 {
+		t.Errorf("authority's mark %d, want 31", m)
+	}
+	g, err := w.authDB.Purged(d.ID)
+	if err != nil || len(g) != 1 || g[0].From != 11 || g[0].To != 30 || g[0].Last != r.Forced.Last {
+		t.Errorf("purged ranges at the authority: %+v, %v", g, err)
+	}
+	evs, _ := w.authDB.DeviceEvents(d.ID, 0, 100)
+	if len(evs) != 11 || evs[10].Seq != 31 {
+		t.Errorf("authority holds %d events", len(evs))
+	}
+	// A declaration that does not match the chain is refused: the next
+	// event must link to the purged range's last hash.
+	if _, err := w.authDB.DeclarePurged(d.ID, store.ForcedPurge{From: 40, To: 50}); !errors.Is(err, store.ErrGap) {
+		t.Errorf("a declaration past the mark: %v", err)
+	}
+}
+
 // TestRevocationDownloadCutAtEveryChunk cuts a five-chunk download at
 // each chunk in turn: the old version stays in force, and the next sync
 // resumes where the download stopped.

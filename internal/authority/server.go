@@ -45,6 +45,7 @@ type Storage interface {
 	Enroll(token, name string, key ed25519.PublicKey, now time.Time) (string, error)
 	DeviceKey(id string) (ed25519.PublicKey, error)
 	StoreEvents(device string, raws [][]byte) (uint64, error)
+	DeclarePurged(device string, g store.ForcedPurge) (uint64, error)
 	Mark(device string) (uint64, error)
 	Revoke(entries []store.RevEntry) (uint64, error)
 	Expire(now time.Time) (uint64, int, error)
@@ -439,6 +440,22 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !s.storing.take(r.Context(), s.clock, s.lim.Queue) {
 		busy(w)
 		return
+	}
+	if p := batch.Purged; p != nil {
+		// The device's word, signed like the upload: its supervisor
+		// purged these before they were sent, and its log says who.
+		if len(p.Last) != 32 || p.To < p.From || p.To+1 != batch.From {
+			s.storing.give()
+			http.Error(w, "malformed purge declaration", http.StatusBadRequest)
+			return
+		}
+		if _, err := s.st.DeclarePurged(id, store.ForcedPurge{From: p.From, To: p.To, Last: [32]byte(p.Last), At: s.clock.Now()}); err != nil {
+			s.storing.give()
+			s.log.Error("purge declaration refused", "device", id, "from", p.From, "to", p.To, "err", err)
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		s.log.Warn("events purged at the checkpoint before upload", "device", id, "from", p.From, "to", p.To)
 	}
 	mark, err := s.st.StoreEvents(id, batch.Events)
 	s.storing.give()

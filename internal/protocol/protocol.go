@@ -91,6 +91,18 @@ type EventBatch struct {
 	From     uint64   `cbor:"2,keyasint"`
 	To       uint64   `cbor:"3,keyasint"`
 	Events   [][]byte `cbor:"4,keyasint"`
+	// Purged declares the events before From that a supervisor purged
+	// at the checkpoint before the authority held them.
+	Purged *Purged `cbor:"5,keyasint,omitempty"`
+}
+
+// Purged is a range of events purged at the checkpoint before upload:
+// events From to To; Last is event To's hash, which the batch's first
+// event links to.
+type Purged struct {
+	From uint64 `cbor:"1,keyasint"`
+	To   uint64 `cbor:"2,keyasint"`
+	Last []byte `cbor:"3,keyasint"`
 }
 
 // Ack answers an upload with the highest sequence number the authority
