@@ -169,6 +169,16 @@ checkpoint_scans_total{lane="checkpoint"} 3
 			t.Errorf("the log holds %q", secret)
 		}
 	}
+	// The database file holds the masked name sealed only.
+	raw, err := os.ReadFile(cfg.Store.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"张*丰", "张", credentialtest.IDNumber[14:]} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("the database file holds %q in the clear", secret)
+		}
+	}
 	if !strings.Contains(logs.String(), "decision=refuse") || !strings.Contains(logs.String(), "component=daemon") ||
 		!strings.Contains(logs.String(), "lane=checkpoint") {
 		t.Errorf("the log lacks the decisions:\n%s", logs.String())
