@@ -433,6 +433,10 @@ func (b *Box) Purge(keep time.Duration) (PurgeResult, error) {
 	return b.purge(keep, true)
 }
 
+// pruneBatch is how many events one transaction of Prune and Purge
+// deletes at most (a variable so that the tests can use small ones).
+var pruneBatch = 10000
+
 func (b *Box) purge(keep time.Duration, force bool) (PurgeResult, error) {
 	var res PurgeResult
 	if b.readOnly {
@@ -454,7 +458,7 @@ func (b *Box) purge(keep time.Duration, force bool) (PurgeResult, error) {
 			through = min(through, mark)
 			var pruned Pruned
 			c := tx.Bucket(bucketEvents).Cursor()
-			for k, v := c.First(); k != nil && n < 10000; k, v = c.First() {
+			for k, v := c.First(); k != nil && n < pruneBatch; k, v = c.First() {
 				seq := binary.BigEndian.Uint64(k)
 				e, err := DecodeEvent(v)
 				if err != nil {
@@ -525,7 +529,7 @@ func (b *Box) purge(keep time.Duration, force bool) (PurgeResult, error) {
 			}
 			return nil
 		})
-		if err != nil || n < 10000 {
+		if err != nil || n < pruneBatch {
 			return res, err
 		}
 	}

@@ -96,7 +96,7 @@ type dict struct {
 
 // dicts are a box's dictionaries, shared by the writer and the readers.
 type dicts struct {
-	mu                                      sync.RWMutex
+	mu                                          sync.RWMutex
 	kind, decision, status, lane, reason, guard *dict
 }
 
@@ -195,7 +195,7 @@ func (d *dict) lookup(s string) (int, bool) {
 func (ds *dicts) summarize(tx *bolt.Tx, e *Event) (summary, error) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	s := summary{micros: e.Time.UnixMicro()}
+	s := summary{micros: eventMicros(e.Time)}
 	var err error
 	small := func(d *dict, v string) uint8 {
 		if err != nil {
@@ -239,6 +239,12 @@ func (ds *dicts) summarize(tx *bolt.Tx, e *Event) (summary, error) {
 	return s, err
 }
 
+// eventMicros is an event's time in Unix microseconds as it is stored:
+// the encoding rounds to the microsecond (and decodes within a fraction
+// of one), so that an event recorded at 10:59:59.9999996 is read back at
+// 11:00:00. The index, the filters and the figures all count with it.
+func eventMicros(t time.Time) int64 { return t.Round(time.Microsecond).UnixMicro() }
+
 // hourKey orders hours, before 1970 too.
 func hourKey(micros int64) []byte {
 	h := micros / 3_600_000_000
@@ -270,7 +276,16 @@ func (b *Box) index(tx *bolt.Tx, e *Event) error {
 	if err := hours.Put(hk, v); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketMeta).Put(keyIndexed, u64(e.Seq))
+	// The mark moves only over events indexed: after an indexing that
+	// failed (an event that does not decode), the events it did not reach
+	// stay behind the mark, and readers decode them.
+	meta := tx.Bucket(bucketMeta)
+	if upto := getU64(meta, keyIndexed); upto+1 != e.Seq {
+		if k, _ := tx.Bucket(bucketEvents).Cursor().Seek(u64(upto + 1)); k != nil && binary.BigEndian.Uint64(k) < e.Seq {
+			return nil
+		}
+	}
+	return meta.Put(keyIndexed, u64(e.Seq))
 }
 
 // unindex removes a deleted event's index entries.
@@ -283,7 +298,7 @@ func (b *Box) unindex(tx *bolt.Tx, seq uint64, e Event) error {
 		return err
 	}
 	hours := tx.Bucket(bucketHours)
-	hk := hourKey(e.Time.UnixMicro())
+	hk := hourKey(eventMicros(e.Time))
 	if v := hours.Get(hk); len(v) == 16 && binary.BigEndian.Uint64(v[8:]) <= seq {
 		if err := hours.Delete(hk); err != nil {
 			return err

@@ -40,10 +40,11 @@ type Filter struct {
 const MaxPage = 1000
 
 // Match reports whether e is chosen by f (Before, After and Limit aside).
+// Times compare to the microsecond, as events are stored.
 func (f Filter) Match(e Event) bool {
 	switch {
-	case !f.From.IsZero() && e.Time.Before(f.From),
-		!f.To.IsZero() && !e.Time.Before(f.To),
+	case !f.From.IsZero() && eventMicros(e.Time) < f.From.UnixMicro(),
+		!f.To.IsZero() && eventMicros(e.Time) >= f.To.UnixMicro(),
 		f.Kind != "" && e.Kind != f.Kind,
 		f.Outcome != "" && e.Decision != f.Outcome,
 		f.Reason != "" && !slices.Contains(e.Reasons, f.Reason),
@@ -67,10 +68,10 @@ func (f Filter) Values() url.Values {
 		}
 	}
 	if !f.From.IsZero() {
-		v.Set("from", f.From.Format(time.RFC3339))
+		v.Set("from", f.From.Format(time.RFC3339Nano))
 	}
 	if !f.To.IsZero() {
-		v.Set("to", f.To.Format(time.RFC3339))
+		v.Set("to", f.To.Format(time.RFC3339Nano))
 	}
 	set("kind", f.Kind)
 	set("outcome", f.Outcome)
@@ -281,8 +282,8 @@ func span(tx *bolt.Tx, f Filter, last uint64) (lo, hi uint64, ok bool) {
 }
 
 // visitFunc sees one event: its sequence number, its summary (nil for
-// an event the index lacks) and a way to decode it. It stops the visit by
-// returning true.
+// an event the index lacks) and a way to decode it, both good only until
+// it returns. It stops the visit by returning true.
 type visitFunc func(seq uint64, s *summary, get func() (Event, error)) (stop bool, err error)
 
 // visit calls fn for the events from seq from towards bound (down, or up
@@ -293,37 +294,47 @@ func visit(tx *bolt.Tx, from, bound uint64, up bool, n int, fn visitFunc) (last 
 	indexed := indexedThrough(tx)
 	events := tx.Bucket(bucketEvents)
 	count := 0
-	decoder := func(seq uint64, raw []byte) func() (Event, error) {
-		return func() (Event, error) {
-			if raw == nil {
-				raw = events.Get(u64(seq))
-			}
-			if raw == nil {
-				return Event{}, fmt.Errorf("event %d: %w: missing", seq, ErrCorrupt)
-			}
-			e, err := DecodeEvent(raw)
-			if err != nil {
-				return e, fmt.Errorf("event %d: %w", seq, err)
-			}
-			return e, nil
+	// One decoder and one summary serve every event, rather than one of
+	// each per event: a scan of a million summaries allocates nothing.
+	var (
+		curSeq uint64
+		curRaw []byte
+		cur    summary
+	)
+	get := func() (Event, error) {
+		raw := curRaw
+		if raw == nil {
+			raw = events.Get(u64(curSeq))
 		}
+		if raw == nil {
+			return Event{}, fmt.Errorf("event %d: %w: missing", curSeq, ErrCorrupt)
+		}
+		e, err := DecodeEvent(raw)
+		if err != nil {
+			return e, fmt.Errorf("event %d: %w", curSeq, err)
+		}
+		return e, nil
 	}
 	step := func(k, v []byte, s *summary) (bool, error) {
 		seq := binary.BigEndian.Uint64(k)
 		if up && seq > bound || !up && seq < bound {
 			return true, nil
 		}
-		var raw []byte
+		curSeq, curRaw = seq, nil
 		if s == nil {
-			raw = v
+			curRaw = v
 		}
-		stop, err := fn(seq, s, decoder(seq, raw))
+		stop, err := fn(seq, s, get)
 		last, count = seq, count+1
 		return stop, err
 	}
 	// The summaries, for the indexed events.
 	indexedPart := func() (bool, error) {
-		c := tx.Bucket(bucketSummaries).Cursor()
+		sums := tx.Bucket(bucketSummaries)
+		if sums == nil { // a read-only copy from before the index
+			return false, nil
+		}
+		c := sums.Cursor()
 		var k, v []byte
 		if up {
 			k, v = c.Seek(u64(from))
@@ -338,8 +349,9 @@ func visit(tx *bolt.Tx, from, bound uint64, up bool, n int, fn visitFunc) (last 
 			if seq > indexed {
 				return false, nil
 			}
-			s, ok := decodeSummary(v)
-			sp := &s
+			var ok bool
+			cur, ok = decodeSummary(v)
+			sp := &cur
 			if !ok {
 				sp = nil
 			}
@@ -621,7 +633,7 @@ func (b *Box) Stats(from, to time.Time, step Step) (Stats, error) {
 				if err != nil || !f.Match(e) {
 					return false, nil // VerifyLog names what does not decode
 				}
-				count(at(e.Time.UnixMicro()), e.Kind, e.Decision, e.Reasons)
+				count(at(eventMicros(e.Time)), e.Kind, e.Decision, e.Reasons)
 				return false, nil
 			})
 			return err

@@ -27,6 +27,10 @@ type LogCheck struct {
 	Detail  string `json:"detail,omitempty"`
 }
 
+// verifyBatch is how many events VerifyLog reads in one transaction (a
+// variable so that the tests can walk small logs in many).
+var verifyBatch = 16384
+
 // VerifyLog walks the whole hash chain, in short read transactions, and
 // names the first sequence number where the log was changed (an event
 // that does not decode, or whose hash or link does not hold), has a hole
@@ -34,48 +38,69 @@ type LogCheck struct {
 // count, or the authority's acknowledgement, goes further). It does not
 // need the key of the private fields: they are sealed bytes in the chain.
 func (b *Box) VerifyLog() (LogCheck, error) {
-	var lc LogCheck
-	var lastHash [32]byte
-	var pruned Pruned
-	var prunedOK bool
-	err := b.db.View(func(tx *bolt.Tx) error {
+	var (
+		lc        LogCheck
+		lastHash  [32]byte
+		pruned    Pruned
+		prunedOK  bool
+		started   bool
+		next      uint64   // the sequence number expected
+		prev      [32]byte // the hash it must link to
+		checkLink bool
+		kept      int // events checked since the log kept began
+	)
+	// readMeta reads the box's own account of its log. Each batch reads it
+	// again, in the transaction that reads the events, so that the end of
+	// the log is compared with an account of the same moment however many
+	// events a running box records, or retention removes, during the walk.
+	readMeta := func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		lc.Recorded = getU64(meta, keyLastSeq)
 		copy(lastHash[:], meta.Get(keyLastHash))
 		lc.Acknowledged = getU64(meta, keyMark)
+		pruned, prunedOK = Pruned{}, false
 		if raw := meta.Get(keyPruned); raw != nil {
 			if err := decMode.Unmarshal(raw, &pruned); err != nil {
 				return fmt.Errorf("the pruning record: %w", err)
 			}
 			prunedOK = true
 		}
+		lc.Forced = nil
 		if raw := meta.Get(keyForced); raw != nil {
 			if err := decMode.Unmarshal(raw, &lc.Forced); err != nil {
 				return fmt.Errorf("the forced purges: %w", err)
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return lc, fmt.Errorf("store: %w", err)
 	}
-	lc.Pruned = pruned.Seq
 	problem := func(kind string, at uint64, format string, args ...any) (LogCheck, error) {
 		lc.Problem, lc.At, lc.Detail = kind, at, fmt.Sprintf(format, args...)
 		return lc, nil
 	}
 
-	next := pruned.Seq + 1 // the sequence number expected
-	prev := pruned.Hash    // the hash it must link to
-	checkLink := prunedOK || pruned.Seq == 0
 	for {
 		var found []struct {
 			seq uint64
 			raw []byte
 		}
 		err := b.db.View(func(tx *bolt.Tx) error {
+			if err := readMeta(tx); err != nil {
+				return err
+			}
+			switch {
+			case !started || prunedOK && pruned.Seq+1 >= next:
+				// Where the log kept begins; again when retention removed
+				// every event checked so far, or more.
+				started = true
+				next, prev = pruned.Seq+1, pruned.Hash
+				checkLink = prunedOK || pruned.Seq == 0
+				lc.First, lc.Last, lc.Pruned, kept = 0, 0, pruned.Seq, 0
+			case prunedOK && pruned.Seq > lc.Pruned:
+				// Retention removed events already checked.
+				lc.First, lc.Pruned = pruned.Seq+1, pruned.Seq
+			}
 			c := tx.Bucket(bucketEvents).Cursor()
-			for k, v := c.Seek(u64(next)); k != nil && len(found) < 16384; k, v = c.Next() {
+			for k, v := c.Seek(u64(next)); k != nil && len(found) < verifyBatch; k, v = c.Next() {
 				found = append(found, struct {
 					seq uint64
 					raw []byte
@@ -99,7 +124,7 @@ func (b *Box) VerifyLog() (LogCheck, error) {
 				}
 			}
 			if f.seq != next {
-				if next == pruned.Seq+1 && prunedOK && lc.Checked == 0 {
+				if next == pruned.Seq+1 && prunedOK && kept == 0 {
 					return problem("missing", next, "events %d to %d are missing: the log kept should begin after event %d, removed by retention", next, f.seq-1, pruned.Seq)
 				}
 				return problem("missing", next, "events %d to %d are missing", next, f.seq-1)
@@ -116,7 +141,7 @@ func (b *Box) VerifyLog() (LogCheck, error) {
 				return problem("changed", f.seq, "event %d does not match its hash", f.seq)
 			}
 			if checkLink && e.Prev != prev {
-				if lc.Checked == 0 {
+				if kept == 0 {
 					return problem("changed", f.seq, "event %d does not link to the last event removed by retention", f.seq)
 				}
 				return problem("changed", f.seq-1, "event %d does not match the hash event %d holds of it", f.seq-1, f.seq)
@@ -125,8 +150,9 @@ func (b *Box) VerifyLog() (LogCheck, error) {
 			prev, next = e.Hash, f.seq+1
 			lc.Last = f.seq
 			lc.Checked++
+			kept++
 		}
-		if len(found) < 16384 {
+		if len(found) < verifyBatch {
 			break
 		}
 	}
