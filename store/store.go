@@ -236,8 +236,14 @@ func OpenBoxReadOnly(path string, opts Options) (*Box, error) {
 			b.lastSeq = binary.BigEndian.Uint64(v)
 			copy(b.lastHash[:], meta.Get(keyLastHash))
 		}
+		if err := b.loadRevState(meta); err != nil {
+			return err
+		}
 		return b.dicts.load(tx)
 	})
+	if err == nil {
+		b.checkDisk()
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)

@@ -1,4 +1,4 @@
-// Command checkpointctl is the technician's and supervisor's tool: it
+// Command checkpointctl is the technician's and supervisor's tool. It
 // verifies one code offline, exactly as the checkpoint would, and reads
 // the codes in image files:
 //
@@ -10,14 +10,44 @@
 //
 //	checkpointctl passwd < secret  (the Argon2id hash of a guard's PIN or a supervisor's password)
 //
-// verify's exit status is 0 when the decision is pass, 1 when it is refuse
-// or refer, and 2 for any other outcome (a usage error, a missing file).
-// decode exits 0 when it could read every file, whether or not it found
-// codes.
+// and it talks to checkpointd's local API (internal/localapi) as a
+// supervisor: the box's status, its log, figures, signed exports, the
+// check of the hash chain, a sync now, the retention applied now:
+//
+//	checkpointctl status [--save-device-pub FILE]
+//	checkpointctl logs [--from T] [--to T] [--outcome O] [--reason R] [--colour C] [--lane L]
+//	                   [--guard G] [--kind K] [--limit N] [--before SEQ]
+//	checkpointctl stats [--from T] [--to T] [--step hour|day]
+//	checkpointctl export --out FILE [--format csv|jsonl] [--encrypt-to supervisor.pub] [filter flags]
+//	checkpointctl verify-export FILE [--manifest FILE.manifest.json] --device-pub device.pub [--key supervisor.key]
+//	checkpointctl verify-log
+//	checkpointctl sync
+//	checkpointctl purge [--unsent --yes]
+//	checkpointctl keygen --out NAME   (a supervisor's key pair for encrypted exports)
+//
+// Each of these prints a table, or JSON with --json. They reach the box
+// on its socket (--socket, default /run/checkpoint/api.sock) or over HTTPS
+// (--url https://box:8443 --pin sha256:..., the fingerprint status shows
+// on the box), as --user (or CHECKPOINT_USER), with the password from
+// CHECKPOINT_PASSWORD, --password-file, or asked on the terminal. With
+// --db FILE they read a copy of a box's database, or the database of a
+// box whose checkpointd is stopped, read-only and in this process
+// (--store-key to open the masked names, --device-key to sign exports);
+// such a reading is not recorded in the box's log, and sync and purge
+// are refused. Times are RFC 3339, or today, yesterday or a date
+// (2026-11-30) meaning that local day.
+//
+// Exit status: 0 when all is well; 1 when the answer is bad news (verify
+// refused or referred the code, verify-log found a problem, verify-export
+// failed, the sync failed); 2 for a usage or configuration error (a
+// missing file, a bad flag) and any other failure; 3 when the box refused
+// the caller (wrong password, locked account, a local user outside the
+// socket's group); 4 when the box cannot be reached.
 package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,7 +55,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -34,6 +66,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
+	"github.com/checkpointd/checkpoint/internal/localapi"
 	"github.com/checkpointd/checkpoint/internal/passhash"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/passage"
@@ -42,15 +75,47 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], clock.System{}, os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], env{clock: clock.System{}, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		getenv: os.Getenv, loc: time.Local})
+	stop()
+	os.Exit(code)
+}
+
+// env is what a run of the tool sees of the world.
+type env struct {
+	clock          clock.Clock
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	loc            *time.Location // where "today" is
 }
 
 const usage = `usage: checkpointctl <command> [flags]
 
 commands:
-  verify   decode and verify one code offline, and print the decision
-  decode   print the QR texts in image files and how long decoding took
-  passwd   read a guard's PIN or a supervisor's password on standard input and print its hash for the configuration
+  verify         decode and verify one code offline, and print the decision
+  decode         print the QR texts in image files and how long decoding took
+  passwd         read a guard's PIN or a supervisor's password on standard input and print its hash for the configuration
+
+  status         the box: lanes, last passage, unsent events, sync, lists, clock, disk, HTTPS fingerprint
+  logs           the log, newest first, a page at a time (filters: --from --to --outcome --reason --colour --lane --guard --kind)
+  stats          passes, refusals by reason, referrals, fevers, ID-only passes, overrides, offline time, per hour or day
+  export         the log as CSV or JSON Lines with a signed manifest (--out FILE; --encrypt-to a supervisor's key)
+  verify-export  check an export against its manifest and the box's public key
+  verify-log     check the box's hash chain
+  sync           sync with the authority now
+  purge          apply the retention now (--unsent --yes: also old events the authority never received)
+  keygen         make a supervisor's key pair for encrypted exports
+
+The supervisor's commands reach checkpointd on --socket (default /run/checkpoint/api.sock)
+or --url https://HOST:PORT --pin sha256:HEX, as --user (or $CHECKPOINT_USER), with the
+password from $CHECKPOINT_PASSWORD, --password-file or the terminal; or read a database
+file with --db FILE (read-only, not recorded in its log). Add --json for JSON.
+
+Exit status: 0 ok; 1 bad news (refused code, log problem, export fails its check, sync
+failed); 2 usage or other error; 3 refused by the box (password, lock, group); 4 the box
+cannot be reached.
 
 Run checkpointctl <command> -h for the flags of a command.
 `
@@ -58,30 +123,49 @@ Run checkpointctl <command> -h for the flags of a command.
 // errRefused is verify's way of asking for exit status 1.
 var errRefused = errors.New("not passed")
 
-func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
+// errBadNews is a command's way of asking for exit status 1 once it has
+// said what is wrong.
+var errBadNews = errors.New("bad news")
+
+func run(ctx context.Context, args []string, e env) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(e.stderr, usage)
 		return 2
 	}
 	var err error
 	switch args[0] {
 	case "verify":
-		err = verifyCmd(args[1:], clk, stdout)
+		err = verifyCmd(args[1:], e.clock, e.stdout)
 	case "decode":
-		err = decodeCmd(args[1:], clk, stdout)
+		err = decodeCmd(args[1:], e.clock, e.stdout)
 	case "passwd":
-		err = passwdCmd(args[1:], os.Stdin, stdout)
+		err = passwdCmd(args[1:], e.stdin, e.stdout)
+	case "keygen":
+		err = keygenCmd(args[1:], e)
+	case "verify-export":
+		err = verifyExportCmd(args[1:], e)
 	default:
-		fmt.Fprintf(stderr, "checkpointctl: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		cmd, ok := apiCommands[args[0]]
+		if !ok {
+			fmt.Fprintf(e.stderr, "checkpointctl: unknown command %q\n\n%s", args[0], usage)
+			return 2
+		}
+		err = cmd(ctx, args[1:], e)
 	}
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errRefused):
+	case errors.Is(err, errRefused), errors.Is(err, errBadNews):
 		return 1
+	case errors.Is(err, localapi.ErrRefused):
+		fmt.Fprintf(e.stderr, "checkpointctl %s: %v\n", args[0], err)
+		return 3
+	case errors.Is(err, localapi.ErrUnreachable):
+		fmt.Fprintf(e.stderr, "checkpointctl %s: %v\n", args[0], err)
+		fmt.Fprintln(e.stderr, "(is checkpointd running, with an [[api.supervisor]] configured? is your user in the socket's group? are --url and --pin the box's?)")
+		return 4
 	default:
-		fmt.Fprintf(stderr, "checkpointctl %s: %v\n", args[0], err)
+		fmt.Fprintf(e.stderr, "checkpointctl %s: %v\n", args[0], err)
 		return 2
 	}
 }

@@ -1,6 +1,6 @@
 // Package config reads the checkpoint's configuration file (TOML, see
 // configs/checkpoint.toml), fills in defaults and checks it. checkpointd
-// imports it.
+// (internal/daemon) imports it.
 package config
 
 import (
@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/checkpointd/checkpoint/internal/passhash"
 )
 
 // Config is the checkpoint's configuration.
@@ -31,6 +34,47 @@ type Config struct {
 	Metrics Metrics `toml:"metrics"`
 	Screen  Screen  `toml:"screen"`
 	Voice   Voice   `toml:"voice"`
+	API     API     `toml:"api"`
+}
+
+// API configures the supervisors' local API (internal/localapi), which
+// checkpointctl talks to: on a Unix socket on the box, and over HTTPS on
+// the local network when Listen is set. It is served only when at least
+// one supervisor is configured.
+type API struct {
+	// Socket is the Unix socket's path; empty: no socket.
+	Socket string `toml:"socket"`
+	// Group is the group the socket belongs to (mode 0660): its members,
+	// root and the daemon's own user may connect. When the group does not
+	// exist the socket is the daemon's user's alone.
+	Group string `toml:"group"`
+	// Listen serves the API over HTTPS on this host:port (":8443");
+	// empty: not served. The certificate is self-signed, made at first
+	// start; clients pin its SHA-256 fingerprint.
+	Listen string `toml:"listen"`
+	// TLSCert and TLSKey are the certificate's files; empty: api.crt and
+	// api.key beside the store's database.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// LockAfter wrong passwords in a row lock an account for LockFor.
+	LockAfter int      `toml:"lock_after"`
+	LockFor   Duration `toml:"lock_for"`
+	// MaxConns bounds the HTTPS connections open at once.
+	MaxConns int `toml:"max_conns"`
+	// Supervisors are the accounts that may read the log.
+	Supervisors []Supervisor `toml:"supervisor"`
+}
+
+// Supervisor is an account of the local API.
+type Supervisor struct {
+	Name string `toml:"name"`
+	// Password is the Argon2id hash of the password (checkpointctl passwd
+	// makes one). There is no default password.
+	Password string `toml:"password"`
+	// BoxKey is the supervisor's X25519 public key (checkpointctl keygen):
+	// when set, the exports this supervisor asks for leave the box
+	// encrypted to it. Empty: in the clear.
+	BoxKey string `toml:"box_key"`
 }
 
 // Voice says where the spoken prompts of the lanes whose voice is on are:
@@ -222,6 +266,8 @@ func Defaults() Config {
 			MaxAnchorRTT: Duration(4 * time.Second)},
 		Clock: Clock{UnsyncedUncertainty: Duration(time.Second)},
 		Voice: Voice{Dir: "/usr/share/checkpoint/voice"},
+		API: API{Socket: "/run/checkpoint/api.sock", Group: "checkpoint", LockAfter: 5, LockFor: Duration(5 * time.Minute),
+			MaxConns: 16},
 	}
 }
 
@@ -238,8 +284,14 @@ func Load(path string) (Config, error) {
 	}
 	base := filepath.Dir(path)
 	for _, p := range []*string{&c.Trust.RootKey, &c.Trust.TrustList, &c.Trust.Revocations, &c.Trust.Policy,
-		&c.Store.Path, &c.Store.Key, &c.Sync.DeviceKey, &c.Sync.CAFile, &c.Screen.TLSCert, &c.Screen.TLSKey, &c.Voice.Dir} {
+		&c.Store.Path, &c.Store.Key, &c.Sync.DeviceKey, &c.Sync.CAFile, &c.Screen.TLSCert, &c.Screen.TLSKey, &c.Voice.Dir,
+		&c.API.Socket, &c.API.TLSCert, &c.API.TLSKey} {
 		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	for i := range c.API.Supervisors {
+		if p := &c.API.Supervisors[i].BoxKey; *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
 	}
@@ -251,6 +303,7 @@ func Load(path string) (Config, error) {
 	if c.Store.Key == "" && c.Store.Path != "" {
 		c.Store.Key = filepath.Join(filepath.Dir(c.Store.Path), "store.key")
 	}
+	c.API.TLSCert, c.API.TLSKey = c.APICertFiles()
 	switch {
 	case len(c.Lanes) == 0:
 		c.Lanes = []Lane{{Name: c.Name, Camera: c.Camera}}
@@ -295,6 +348,17 @@ func (l *Lane) from(cam Camera, base string) {
 	}
 }
 
+// APICertFiles returns the local API's certificate and key files: as
+// configured, or api.crt and api.key beside the store's database.
+func (c Config) APICertFiles() (cert, key string) {
+	cert, key = c.API.TLSCert, c.API.TLSKey
+	dir := filepath.Dir(c.Store.Path)
+	if cert == "" && key == "" && c.Store.Path != "" {
+		cert, key = filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
+	}
+	return cert, key
+}
+
 // Check reports the first thing wrong with c.
 func (c Config) Check() error {
 	switch {
@@ -320,6 +384,9 @@ func (c Config) Check() error {
 			return fmt.Errorf("config: screen.guard %d: name and pin are required", i+1)
 		}
 	}
+	if err := c.API.check(); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for i, l := range c.Lanes {
 		if err := l.check(); err != nil {
@@ -332,6 +399,37 @@ func (c Config) Check() error {
 			return fmt.Errorf("config: lane %d: name %q is used twice", i+1, l.Name)
 		}
 		names[l.Name] = true
+	}
+	return nil
+}
+
+// check reports the first thing wrong with the [api] section.
+func (a API) check() error {
+	switch {
+	case (a.TLSCert == "") != (a.TLSKey == ""):
+		return errors.New("config: api.tls_cert and api.tls_key go together")
+	case a.LockAfter < 0 || a.LockFor < 0 || a.MaxConns < 0:
+		return errors.New("config: api.lock_after, api.lock_for and api.max_conns must not be negative")
+	case a.Listen != "" && len(a.Supervisors) == 0:
+		return errors.New("config: api.listen needs at least one [[api.supervisor]]")
+	}
+	names := map[string]bool{}
+	for i, s := range a.Supervisors {
+		switch {
+		case s.Name == "":
+			return fmt.Errorf("config: api.supervisor %d: name is required", i+1)
+		case strings.ContainsAny(s.Name, ": \t\r\n") || len(s.Name) > 64:
+			return fmt.Errorf("config: api.supervisor %d: a name has at most 64 characters, without spaces or colons", i+1)
+		case names[s.Name]:
+			return fmt.Errorf("config: api.supervisor %d: name %q is used twice", i+1, s.Name)
+		case s.Password == "":
+			return fmt.Errorf("config: api.supervisor %q: password is required (there is no default password): "+
+				"make its hash with checkpointctl passwd", s.Name)
+		}
+		if err := passhash.Check(s.Password); err != nil {
+			return fmt.Errorf("config: api.supervisor %q: password: %w (make one with checkpointctl passwd)", s.Name, err)
+		}
+		names[s.Name] = true
 	}
 	return nil
 }

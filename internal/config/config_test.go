@@ -188,3 +188,56 @@ camera.device = "/dev/video1"
 		t.Errorf("no folder, no lane with voice: %v", err)
 	}
 }
+
+// TestAPI: the supervisors' API: defaults, paths from the file's folder,
+// the certificate beside the database; a supervisor needs a name and a
+// password hash that can be checked: there is no default password.
+func TestAPI(t *testing.T) {
+	c, err := Load(write(t, trusted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Socket != "/run/checkpoint/api.sock" || c.API.Group != "checkpoint" || c.API.Listen != "" || len(c.API.Supervisors) != 0 ||
+		c.API.LockAfter != 5 || time.Duration(c.API.LockFor) != 5*time.Minute || c.API.TLSCert != "/var/lib/checkpoint/api.crt" ||
+		c.API.TLSKey != "/var/lib/checkpoint/api.key" {
+		t.Errorf("defaults %+v", c.API)
+	}
+	const hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+	p := write(t, trusted+`
+[store]
+path = "data/checkpoint.db"
+
+[api]
+socket = "run/api.sock"
+listen = ":8443"
+
+[[api.supervisor]]
+name = "wang"
+password = "`+hash+`"
+box_key = "keys/wang.pub"
+`)
+	if c, err = Load(p); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if c.API.Socket != filepath.Join(dir, "run/api.sock") || c.API.TLSCert != filepath.Join(dir, "data/api.crt") ||
+		c.API.Supervisors[0].BoxKey != filepath.Join(dir, "keys/wang.pub") || c.API.Listen != ":8443" {
+		t.Errorf("paths %+v", c.API)
+	}
+	sup := func(body string) string { return trusted + "[[api.supervisor]]\n" + body }
+	for text, want := range map[string]string{
+		sup("name = \"wang\"\n"):                                 "no default password",
+		sup("name = \"wang\"\npassword = \"hunter2\"\n"):         "checkpointctl passwd",
+		sup("password = \"" + hash + "\"\n"):                     "name is required",
+		sup("name = \"wang li\"\npassword = \"" + hash + "\"\n"): "without spaces",
+		sup("name = \"w\"\npassword = \""+hash+"\"\n") + sup("name = \"w\"\npassword = \"" + hash + "\"\n")[len(trusted):]: "used twice",
+		trusted + "[api]\nlisten = \":8443\"\n": "supervisor",
+		trusted + "[api]\nlock_after = -1\n":    "lock_after",
+		trusted + "[api]\ntls_cert = \"c\"\n":   "tls_key",
+	} {
+		_, err := Load(write(t, text))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("config %q: error %v, want one mentioning %q", text, err, want)
+		}
+	}
+}

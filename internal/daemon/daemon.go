@@ -2,8 +2,9 @@
 // the pinned root key and the lists, runs the scanner pipeline on the
 // configured camera and the sync with the authority beside it, verifies
 // every code that comes into view against the estimated time, records
-// each decision, and shows it on the guard's display. cmd/checkpointd
-// imports it; the local API will join it here.
+// each decision, shows it on the guard's display, and serves the
+// supervisors' local API (internal/localapi) beside. cmd/checkpointd
+// imports it.
 package daemon
 
 import (
@@ -97,6 +98,7 @@ type lists struct {
 	trust    *trust.List
 	trustRaw []byte             // the trust list as signed, to seed the store with
 	revs     verify.Revocations // nil: the store's
+	revVer   uint64             // the version of revs read from a file
 	policy   passage.Policy
 }
 
@@ -136,7 +138,7 @@ func (d *Daemon) load() (*lists, error) {
 			if err != nil {
 				return nil, fmt.Errorf("revocation list %s: %w", p, err)
 			}
-			l.revs = trust.NewRevocationSet(r)
+			l.revs, l.revVer = trust.NewRevocationSet(r), r.Version
 		}
 	}
 	if p := d.cfg.Trust.Policy; p != "" {
@@ -363,6 +365,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if w.screen, err = d.serveScreen(ctx, &wg, lanes, st.status); err != nil {
 			return err
 		}
+	}
+	api := &apiBackend{est: est, syncer: syncer, trust: currentTrust, lanes: lanes}
+	if l.revs != nil {
+		api.revs, api.revVersion = l.revs, l.revVer
+	}
+	if err := d.serveAPI(ctx, &wg, box, api); err != nil {
+		return err
 	}
 	if addr := d.cfg.Metrics.Listen; addr != "" {
 		ln, err := net.Listen("tcp", addr)

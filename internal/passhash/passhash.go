@@ -2,8 +2,8 @@
 // checkpoint: guards' PINs on the screen and supervisors' passwords for
 // the local API. Hashes are Argon2id in the PHC string format other tools
 // read, $argon2id$v=19$m=19456,t=2,p=1$SALT$HASH (unpadded base64), and
-// live in the configuration. internal/screen, internal/api and
-// checkpointctl passwd import it.
+// live in the configuration. internal/screen, internal/localapi,
+// internal/config and checkpointctl passwd import it.
 package passhash
 
 import (
