@@ -40,7 +40,9 @@ stop_all() {
   stop_authority
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   [ -n "$shots_pid" ] && kill "$shots_pid" 2>/dev/null || true
+  [ -n "$box_pid" ] && kill "$box_pid" 2>/dev/null || true
 }
+box_pid=""
 trap stop_all EXIT
 
 echo "== The authority: keys, a trust list for Guangdong (region 44) naming its list key, and its server"
@@ -217,7 +219,63 @@ present 1 >codes/12.txt
 "$bin/checkpointd" --config checkpoint.toml --json >decisions2.jsonl 2>>checkpointd.log
 "$bin/gatesim" table decisions2.jsonl "王芳, after the revocation reached the checkpoint"
 
+echo "== A supervisor comes to the box. checkpointd runs on (its camera watching an empty gate) and serves"
+echo "   the supervisors' API on a socket; 王 (account wang) has a password in its configuration and a key"
+echo "   pair for encrypted exports. Each command below is recorded in the box's log as an audit event."
+"$bin/gatevideo" -out idle.avi -tail 2s >/dev/null
+printf 'rain-at-gate-7\n' >wang.password
+"$bin/checkpointctl" keygen --out wang >/dev/null
+sed 's/device = "gate.avi", pace = 30 }/device = "idle.avi", pace = 30, loop = true }/' checkpoint.toml >checkpoint-live.toml
+cat >>checkpoint-live.toml <<TOML
+
+[api]
+socket = "$work/api.sock"
+group = ""
+
+[[api.supervisor]]
+name = "wang"
+password = "$("$bin/checkpointctl" passwd <wang.password)"
+TOML
+rm -f api.sock
+"$bin/checkpointd" --config checkpoint-live.toml --json >/dev/null 2>>checkpointd.log &
+box_pid=$!
+for _ in $(seq 100); do [ -S api.sock ] && break; sleep 0.1; done
+export CHECKPOINT_USER=wang CHECKPOINT_PASSWORD=rain-at-gate-7
+# A supervisor's command against the box's socket; check runs one that
+# needs no box.
+supervise() {
+  local cmd=$1
+  shift
+  echo "   \$ checkpointctl $cmd --socket $work/api.sock $*"
+  "$bin/checkpointctl" "$cmd" --socket api.sock "$@" 2>&1 | sed 's/^/     /' || true
+}
+check() {
+  echo "   \$ checkpointctl $*"
+  "$bin/checkpointctl" "$@" 2>&1 | sed 's/^/     /' || true
+}
+supervise status --save-device-pub device.pub
+supervise logs --from today --limit 8
+supervise logs --from today --outcome refuse
+supervise stats --from today --step day
+mkdir -p usb
+supervise export --from today --out usb/demo-gate.csv
+check verify-export --device-pub device.pub usb/demo-gate.csv
+echo "   (someone turns a refusal into a pass on the stick:)"
+cp usb/demo-gate.csv usb/altered.csv
+cp usb/demo-gate.csv.manifest.json usb/altered.csv.manifest.json
+sed -i '0,/refuse/s//pass/' usb/altered.csv
+check verify-export --device-pub device.pub usb/altered.csv
+supervise export --from today --format jsonl --out usb/demo-gate.jsonl --encrypt-to wang.pub
+check verify-export --device-pub device.pub --key wang.key usb/demo-gate.jsonl
+supervise verify-log
+supervise logs --kind audit --limit 5
+kill "$box_pid" 2>/dev/null || true
+wait "$box_pid" 2>/dev/null || true
+box_pid=""
+unset CHECKPOINT_PASSWORD
+
 echo
 echo "Files are in $work: the videos, decisions.jsonl, checkpoint.db, authority.db and the logs."
 echo "The guard's screen after each passage, and the passenger's on a pass and a refusal: $work/screen/"
-echo "To watch passages arrive in your own browser: make demo-live (it says where to open the page)"
+echo "To watch passages arrive in your own browser: make demo-live (it says where to open the page);"
+echo "its box serves the supervisors' API too, and prints the commands to try against it."

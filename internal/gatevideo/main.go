@@ -1,9 +1,10 @@
 // Command gatevideo renders a video of people showing codes to a gate's
 // camera, one after the other, for the demo and for trying the daemon
 // without a camera: each argument is a file holding one person's QR text
-// (what holder present prints). make demo runs it.
+// (what holder present prints). Without files it renders -tail of an
+// empty gate. make demo runs it.
 //
-//	gatevideo -out gate.avi [-fps 30] [-each 2s] [-gap 1s] [-tail 1s] TEXTFILE...
+//	gatevideo -out gate.avi [-fps 30] [-each 2s] [-gap 1s] [-tail 1s] [TEXTFILE...]
 package main
 
 import (
@@ -23,8 +24,8 @@ func main() {
 	gap := flag.Duration("gap", time.Second, "time between people")
 	tail := flag.Duration("tail", time.Second, "time after the last person")
 	flag.Parse()
-	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: gatevideo [-out FILE] [-fps N] [-each D] [-gap D] [-tail D] TEXTFILE...")
+	if *tail <= 0 && flag.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: gatevideo [-out FILE] [-fps N] [-each D] [-gap D] [-tail D] [TEXTFILE...]")
 		os.Exit(2)
 	}
 	var people []scene.Appearance
@@ -45,7 +46,10 @@ func main() {
 		people = append(people, scene.Appearance{Text: strings.TrimRight(string(b), "\r\n"), Start: t, End: t + *each, Pose: pose})
 		t += *each + *gap
 	}
-	t += *tail - *gap
+	if len(people) > 0 {
+		t -= *gap
+	}
+	t += *tail
 	if err := scene.WriteVideo(*out, *fps, t, 2026, people); err != nil {
 		fmt.Fprintln(os.Stderr, "gatevideo:", err)
 		os.Exit(1)
