@@ -100,6 +100,14 @@ camera = { device = "gate.avi", pace = 15, loop = true }
 thermometer = { kind = "serial", port = "$(sed -n 's/^thermometer=//p' devices.txt)", query = "M\\r\\n" }
 id_reader = { kind = "serial", device = "$(sed -n 's/^id_reader=//p' devices.txt)" }
 gate = { kind = "simulated", pulse = "800ms" }
+
+[api]
+socket = "$work/api.sock"
+group = ""
+
+[[api.supervisor]]
+name = "wang"
+password = "$(printf 'rain-at-gate-7\n' | "$bin/checkpointctl" passwd)"
 TOML
 
 # render START: the round that starts at START (Unix seconds), into gate.avi.
@@ -138,6 +146,14 @@ pids+=("$daemon_pid")
 echo "== checkpointd plays the gate round after round; open the guard's screen in your browser:"
 echo "   http://127.0.0.1:$screen_port/          (the guard's)"
 echo "   http://127.0.0.1:$screen_port/lane/lane-1   (the passengers')"
+echo "   A supervisor (account wang, password rain-at-gate-7) reads its log meanwhile, from another terminal:"
+echo "     export CHECKPOINT_USER=wang CHECKPOINT_PASSWORD=rain-at-gate-7"
+echo "     $bin/checkpointctl status --socket $work/api.sock --save-device-pub /tmp/demo-live-device.pub"
+echo "     $bin/checkpointctl logs --socket $work/api.sock --from today"
+echo "     $bin/checkpointctl stats --socket $work/api.sock --from today --step hour"
+echo "     $bin/checkpointctl export --socket $work/api.sock --from today --out /tmp/demo-live.csv"
+echo "     $bin/checkpointctl verify-export --device-pub /tmp/demo-live-device.pub /tmp/demo-live.csv"
+echo "     $bin/checkpointctl verify-log --socket $work/api.sock"
 echo "   Ctrl-C stops it. Files, decisions.jsonl and the logs: $work"
 
 # Each time the video opens again a round starts: the thermometer's script
