@@ -3,7 +3,9 @@
 
 GO       ?= go
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := libopencv-dev pkg-config chromium fonts-wqy-microhei espeak-ng alsa-utils
+# postgresql: the throwaway server the authority's PostgreSQL tests start
+# (internal/pgtest); no service of it is used.
+APT_PKGS := libopencv-dev pkg-config chromium fonts-wqy-microhei espeak-ng alsa-utils postgresql
 FUZZTIME ?= 10s
 BIN      := $(CURDIR)/bin
 
