@@ -24,7 +24,6 @@ import (
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/protocol"
-	"github.com/checkpointd/checkpoint/store"
 )
 
 func fileExists(p string) bool {
@@ -80,7 +79,7 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.OpenAuthority(*dbPath)
+	db, err := openStorage(*dbPath, clk)
 	if err != nil {
 		return err
 	}
