@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The demo: an authority serving on loopback, a handful of people with phones
-# (and one without), a checkpoint installed and synced, then cut off: it
-# decides on a rendered video of the people at its gate, offline, recording
-# every decision; meanwhile the authority revokes a code; when the link
-# returns the checkpoint catches up, its events reach the authority, the
-# revocation reaches the checkpoint, and the revoked code is refused.
+# (and one without) who register their phones with a proof of who they are
+# and declare, getting the colour the authority's rules give from their
+# declarations and the health department's risk feeds; a checkpoint
+# installed and synced, then cut off: it decides on a rendered video of the
+# people at its gate, offline, recording every decision; meanwhile the
+# health department names one of them a close contact, which revokes her
+# code; when the link returns the checkpoint catches up, its events reach
+# the authority, the revocation reaches the checkpoint, and the revoked
+# code is refused; once her quarantine is over (20 s in the demo's rules)
+# a clean declaration gives her a green code that passes.
 # Usage: scripts/demo.sh BIN_DIR WORK_DIR
 set -euo pipefail
 
@@ -23,6 +28,7 @@ server_pid=""
 start_authority() {
   : >authority.out # not the last server's address
   "$bin/authority" serve --keys authority --db authority.db --trust trust.cbor --issuer-code GD --region 44 \
+    --rules rules.json --feed-key health/feed.pub --realname-key realname/realname.pub \
     --listen "${listen:-127.0.0.1:0}" >authority.out 2>>authority.log &
   server_pid=$!
   for _ in $(seq 100); do
@@ -45,45 +51,98 @@ stop_all() {
 box_pid=""
 trap stop_all EXIT
 
-echo "== The authority: keys, a trust list for Guangdong (region 44) naming its list key, and its server"
+echo "== The authority: keys, a trust list for Guangdong (region 44) naming its list key, and its server;"
+echo "   the health department's feed key and a real-name service's key, which the authority takes"
 authority keygen --out authority
 authority trust --root authority/root.key --issuer authority/issuer.pub --region 44 \
   --issuer-code GD --issuer-name "Guangdong Health Code Authority" --out trust.cbor
 authority keygen --out forger
+authority keygen --kind feed --out health
+authority keygen --kind realname --out realname
+# The demo's rules: the built-in ones (configs/rules.json), with every
+# quarantine 20 s instead of days, so that one ends while the demo runs.
+cat >rules.json <<JSON
+{"case": {"quarantine": "20s"}, "close_contact": {"quarantine": "20s"}, "risk_area_travel": {"quarantine": "20s"},
+ "declared_fever": {"quarantine": "20s"}, "declared_symptoms": {"quarantine": "20s"}, "declared_contact": {"quarantine": "20s"}}
+JSON
 start_authority
-echo "   serving on $url"
+echo "   serving on $url; its rules: configs/rules.json with every quarantine 20 s (the demo's rules.json)"
 
-# name, ID number (GB 11643, with its check character), colour, extra flags for
-# authority issue
+# name, ID number (GB 11643, with its check character), how the phone is
+# registered (code: from the community office; realname: through the
+# real-name service), what the person declares
 people=(
-  "王芳|44030519880506122X|green|"
-  "李四|440304197702153315|yellow|"
-  "赵六|440106199512300418|red|"
-  "钱七|440303200101014422|green|"
-  "孙八|440307198203036636|green|--at $(ago '48 hours')"
-  "吴十|440305194806151210|green|--static --valid 168h"
-  "郑一|440304198107200011|green|"
-  "冯二|440306199203110021|green|"
-  "陈三|440303197511230035|green|"
+  "王芳|44030519880506122X|code|"
+  "李四|440304197702153315|code|--fever --travel 440111:$(TZ=Asia/Shanghai date +%F)"
+  "赵六|440106199512300418|code|"
+  "钱七|440303200101014422|code|"
+  "孙八|440307198203036636|-|"
+  "吴十|440305194806151210|-|"
+  "郑一|440304198107200011|code|"
+  "冯二|440306199203110021|realname|"
+  "陈三|440303197511230035|code|"
 )
-issue() { # id name idnum colour extra...
-  local id=$1 name=$2 num=$3 colour=$4; shift 4
-  local holderflag=(--holder "people/$id/holder.pub")
-  [[ " $* " == *" --static "* ]] && holderflag=()
-  authority issue --issuer authority/issuer.key --issuer-code GD --region 44 "${holderflag[@]}" \
-    --id-number "$num" --name "$name" --colour "$colour" --out "people/$id/credential.cbor" "$@"
-}
 
-echo "== Issuing credentials to the demo people"
+echo "== The people register their phones, each with a proof of who they are: a one-time code from the"
+echo "   community office, whose operator checked their ID card, or (冯二) a real-name service's signed word"
+echo "   that his face matched his ID number and that he holds his phone's key"
 i=0
 for p in "${people[@]}"; do
-  IFS='|' read -r name num colour extra <<<"$p"
+  IFS='|' read -r name num how _ <<<"$p"
   i=$((i + 1))
   mkdir -p "people/$i"
   holder keygen --out "people/$i" >/dev/null
-  # shellcheck disable=SC2086
-  issue "$i" "$name" "$num" "$colour" $extra
+  case $how in
+  code)
+    code=$("$bin/authority" registration-code --server "$url" --token authority/admin.token \
+      --id-number "$num" --name "$name" --operator futian-community-office)
+    printf '   %s, code %s: ' "$name" "$code"
+    holder register --server "$url" --key "people/$i/holder.key" --id-number "$num" --name "$name" --code "$code"
+    ;;
+  realname)
+    authority realname-assert --key realname/realname.key --id-number "$num" --name "$name" \
+      --holder "people/$i/holder.pub" --out "people/$i/assertion.cbor"
+    printf '   %s, real-name assertion: ' "$name"
+    holder register --server "$url" --key "people/$i/holder.key" --id-number "$num" --name "$name" \
+      --assertion "people/$i/assertion.cbor"
+    ;;
+  esac
 done
+
+echo "== The health department's feeds, signed with its feed key: Baiyun district (440111) a risk area"
+echo "   since three days ago; 赵六 a case (the rules make him red at once)"
+feed() { # kind version table
+  "$bin/authority" feed --server "$url" --token authority/admin.token --key health/feed.key \
+    --kind "$1" --version "$2" --csv "$3" | sed 's/^/   /'
+}
+printf 'region,from,to\n440111,%s,\n' "$(TZ=Asia/Shanghai date -d '-3 days' +%F)" >areas.csv
+printf 'id_number,since\n440106199512300418,%s\n' "$(date -u +%FT%TZ)" >cases.csv
+feed risk_areas 1 areas.csv
+feed cases 1 cases.csv
+
+echo "== Each declares on the phone (李四: a fever, and Baiyun district today); the authority's rules give"
+echo "   the colour from the declaration and the feeds, and issue a credential to the phone's key"
+i=0
+for p in "${people[@]}"; do
+  IFS='|' read -r name num how declared <<<"$p"
+  i=$((i + 1))
+  [ "$how" = - ] && continue
+  printf '   %s: ' "$name"
+  # shellcheck disable=SC2086
+  holder declare --key "people/$i/holder.key" $declared --out "people/$i/credential.cbor"
+done
+echo "   李四 corrects his declaration at once (no fever after all):"
+holder declare --key people/2/holder.key --travel "440111:$(TZ=Asia/Shanghai date +%F)" --out people/2/corrected.cbor 2>&1 |
+  sed 's/^/   /' || true
+echo "   李四 asks why he is yellow:"
+holder status --key people/2/holder.key | sed 's/^/     /'
+
+echo "== Two codes from the operator's offline tool: 孙八's, issued two days ago for 24 hours (he shows it"
+echo "   still), and 吴十's paper code (he has no phone)"
+authority issue --issuer authority/issuer.key --issuer-code GD --region 44 --holder people/5/holder.pub \
+  --id-number 440307198203036636 --name 孙八 --colour green --at "$(ago '48 hours')" --out people/5/credential.cbor
+authority issue --issuer authority/issuer.key --issuer-code GD --region 44 --static --valid 168h \
+  --id-number 440305194806151210 --name 吴十 --colour green --out people/6/credential.cbor
 
 echo "== 钱七's status changed after issue: the authority revokes her credentials"
 "$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 440303200101014422 | sed 's/^/   /'
@@ -102,7 +161,7 @@ echo "   (simulated: it logs what it does)"
 # once some passages are decided (a person without a phone).
 cat >sim.json <<JSON
 {"query": "M",
- "readings": ["36.5", "36.6", "36.4", "36.7", "36.3", "36.4", "36.5", "38.2", "38.1", "28.4", "36.7", "36.8", "36.6", "36.5"],
+ "readings": ["36.5", "36.6", "36.4", "36.7", "36.3", "36.4", "36.5", "38.2", "38.1", "28.4", "36.7", "36.8", "36.6", "36.5", "36.4"],
  "card_before_reading": {"6": "440305194806151210,吴十", "12": "440305199909091233,冒用者"},
  "card_after_decisions": {"11": "周九,440305193904051112"}}
 JSON
@@ -199,9 +258,14 @@ shots_pid=""
 failed=$(grep -c 'sync failed' checkpointd.log || true)
 echo "   (the link was down: $failed sync attempts failed, scanning went on; every passage is in checkpoint.db)"
 
-echo "== Meanwhile 王芳's status changes: the authority revokes her credentials"
+echo "== Meanwhile the health department names 王芳 a close contact of a case: the rules make her yellow and"
+echo "   revoke the green code on her phone"
 start_authority
-"$bin/authority" revoke --server "$url" --token authority/admin.token --id-number 44030519880506122X | sed 's/^/   /'
+printf 'id_number,since\n44030519880506122X,%s\n' "$(date -u +%FT%TZ)" >contacts.csv
+named=$(date +%s)
+feed close_contacts 1 contacts.csv
+echo "   what her phone says (holder status):"
+holder status --key people/1/holder.key | sed 's/^/     /'
 
 echo "== The link returns: the checkpoint catches up"
 "$bin/checkpointd" --config checkpoint.toml --sync-once 2>>checkpointd.log | sed 's/^/   /'
@@ -218,6 +282,16 @@ present 1 >codes/12.txt
 "$bin/gatevideo" -out gate.avi codes/12.txt >/dev/null
 "$bin/checkpointd" --config checkpoint.toml --json >decisions2.jsonl 2>>checkpointd.log
 "$bin/gatesim" table decisions2.jsonl "王芳, after the revocation reached the checkpoint"
+
+echo "== 王芳's quarantine ends 20 s after she was named; then she declares, with nothing to declare: green"
+left=$((named + 21 - $(date +%s)))
+[ "$left" -gt 0 ] && sleep "$left"
+printf '   王芳: '
+holder declare --key people/1/holder.key --out people/1/credential.cbor
+present 1 >codes/13.txt
+"$bin/gatevideo" -out gate.avi codes/13.txt >/dev/null
+"$bin/checkpointd" --config checkpoint.toml --json >decisions3.jsonl 2>>checkpointd.log
+"$bin/gatesim" table decisions3.jsonl "王芳, green again: her quarantine over, a clean declaration"
 
 echo "== A supervisor comes to the box. checkpointd runs on (its camera watching an empty gate) and serves"
 echo "   the supervisors' API on a socket; 王 (account wang) has a password in its configuration and a key"

@@ -15,8 +15,9 @@ import (
 )
 
 // Authority is the reference authority's database: enrolled devices and
-// their events, revocations by version, holders' declarations, and the
-// trust list it serves.
+// their events, revocations by version, holders (their keys, colours and
+// histories), registration proofs, the health departments' risk data and
+// feeds, and the trust list it serves.
 type Authority struct {
 	db *bolt.DB
 }
@@ -61,7 +62,7 @@ func OpenAuthority(path string) (*Authority, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders, aColours, aPurged} {
+		for _, b := range append([][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders, aColours, aPurged}, holderBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -591,6 +592,9 @@ func (a *Authority) RevocationItems(since uint64) (items []RevEntry, snapshot bo
 	return items, snapshot, version, set, err
 }
 
+// Declare served the operator's declarations, before holders declared
+// themselves (UpdateHolder); the server no longer calls it, nor SetColour.
+//
 // Declare records a holder's declaration at now and has issue make the
 // credential, in one transaction: issue gets the colour the authority
 // holds for the subject ("" for none) and the issue time, now or, if the

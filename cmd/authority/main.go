@@ -1,22 +1,29 @@
 // Command authority is the reference health-code authority: it makes the
 // root, issuer, list, pseudonym and event keys, signs trust lists and revocation
-// lists, issues credentials to holders, and serves checkpoints and holders
-// over HTTP. It exists so that the whole system can run and be tested on
-// one machine; a real authority follows docs/credential.md and
-// docs/sync.md with its own systems.
+// lists, issues credentials, and serves checkpoints and holders over HTTP:
+// holders register their phones with a proof of who they are and declare,
+// and its rules decide their colours from the declarations and the health
+// departments' risk feeds (docs/authority.md). It exists so that the whole
+// system can run and be tested on one machine; a real authority follows
+// docs/credential.md, docs/sync.md and docs/authority.md with its own
+// systems. It also stands in for a real-name service (realname-assert)
+// and a health department (feed) in the demo.
 //
-//	authority keygen --out DIR
+//	authority keygen --out DIR [--kind authority|feed|realname]
 //	authority trust --root DIR/root.key --issuer DIR/issuer.pub [--region R] [--event-key DIR/event.pub] --out trust.cbor
 //	authority issue --issuer DIR/issuer.key --holder holder.pub --id-number N --name NAME
 //	                --colour green|yellow|red --region R [--at TIME] [--valid 24h] --out credential.cbor
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
 //	authority revoke --server URL --token FILE --id-number N [--before TIME]
-//	authority serve --keys DIR --db FILE --trust trust.cbor [--region R (needed with --declarations)] [--listen 127.0.0.1:8420]
-//	                [--tls-cert FILE --tls-key FILE] [--declarations]
+//	authority serve --keys DIR --db FILE --trust trust.cbor [--region R] [--listen 127.0.0.1:8420]
+//	                [--tls-cert FILE --tls-key FILE] [--rules rules.json] [--feed-key feed.pub]...
+//	                [--realname-key realname.pub]... [--code-validity 15m]
 //	authority enroll-token --server URL --token FILE --name NAME
 //	authority status --server URL --token FILE
-//	authority colour --server URL --token FILE --id-number N --colour green|yellow|red
-//	authority declare --server URL --token FILE --id-number N --name NAME --holder holder.pub --out credential.cbor
+//	authority registration-code --server URL --token FILE --id-number N --name NAME --operator LABEL
+//	authority feed --server URL --token FILE --key feed.key --kind risk_areas|cases|close_contacts
+//	               --version V (--csv FILE | --json FILE) [--at TIME]
+//	authority realname-assert --key realname.key --id-number N --name NAME --holder holder.pub [--valid 10m] --out FILE
 //	authority unseal --keys DIR --db FILE
 //
 // ID numbers must be valid 18-character GB 11643 numbers. --region is the
@@ -53,15 +60,18 @@ func main() {
 const usage = `usage: authority <command> [flags]
 
 commands:
-  keygen         make root, issuer, list, pseudonym and event keys
+  keygen         make root, issuer, list, pseudonym and event keys (or a feed or real-name service key)
   trust          sign a trust list naming issuer and list keys
   issue          issue a credential to a holder
   revoke         add a revocation (to a list file, or to a serving authority)
   serve          serve checkpoints and holders over HTTP
   enroll-token   make a one-time token for enrolling a checkpoint
   status         show the serving authority's checkpoints and revocations
-  colour         set the colour the serving authority holds for a subject
-  declare        have the serving authority issue a holder's credential
+  registration-code
+                 make a one-time code for a person to register their phone with
+  feed           send a health department's signed risk feed (risk areas, cases, close contacts)
+  realname-assert
+                 sign a real-name service's assertion that a person controls a holder key
   unseal         read the ID numbers checkpoints sealed to the event key (server stopped)
 
 Run authority <command> -h for the flags of a command.
@@ -73,7 +83,8 @@ func run(args []string, clk clock.Clock, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, clock.Clock, io.Writer) error{
-		"keygen": keygen, "trust": signTrust, "revoke": revoke, "colour": colour, "declare": declare, "unseal": unseal,
+		"keygen": keygen, "trust": signTrust, "revoke": revoke, "unseal": unseal,
+		"registration-code": registrationCode, "feed": feedCmd, "realname-assert": realnameAssert,
 		"issue": func(args []string, clk clock.Clock, stdout io.Writer) error {
 			return issue(args, clk, stdout, stderr)
 		},
@@ -136,8 +147,17 @@ func readPseudonymKey(flagValue, besides string) ([]byte, error) {
 func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 	fl := newFlags("keygen")
 	out := fl.String("out", "", "directory to write root.key, root.pub, issuer.key, issuer.pub, list.key, list.pub and pseudonym.key to")
+	kind := fl.String("kind", "authority", "authority: the authority's keys; feed: a health department's feed key (feed.key, feed.pub); "+
+		"realname: a real-name service's key (realname.key, realname.pub)")
 	if err := cli.Parse(fl, args, "out"); err != nil {
 		return err
+	}
+	switch *kind {
+	case "authority":
+	case "feed", "realname":
+		return keygenSigner(*out, *kind, stdout)
+	default:
+		return cli.Usagef("--kind %q is not authority, feed or realname", *kind)
 	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
@@ -147,10 +167,7 @@ func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := keyfile.WritePrivate(filepath.Join(*out, name+".key"), priv); err != nil {
-			return err
-		}
-		if err := keyfile.WritePublic(filepath.Join(*out, name+".pub"), pub); err != nil {
+		if err := writeKeyPair(*out, name, pub, priv); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s key %s: %s.key, %s.pub\n", name, hex.EncodeToString(credential.KeyIDOf(pub)), name, name)
@@ -174,6 +191,14 @@ func keygen(args []string, _ clock.Clock, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "event key: kept the existing event.key (replacing it would make sealed records unreadable)")
 	}
 	return nil
+}
+
+// writeKeyPair writes dir/name.key (mode 0600) and dir/name.pub.
+func writeKeyPair(dir, name string, pub ed25519.PublicKey, priv ed25519.PrivateKey) error {
+	if err := keyfile.WritePrivate(filepath.Join(dir, name+".key"), priv); err != nil {
+		return err
+	}
+	return keyfile.WritePublic(filepath.Join(dir, name+".pub"), pub)
 }
 
 func signTrust(args []string, clk clock.Clock, stdout io.Writer) error {

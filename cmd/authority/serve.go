@@ -21,7 +21,6 @@ import (
 	"github.com/checkpointd/checkpoint/internal/authority"
 	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
-	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/protocol"
 )
@@ -39,16 +38,25 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	trustPath := fl.String("trust", "", "signed trust list to serve (it must name list.pub)")
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
 	code := fl.String("issuer-code", "HC", "issuer code of the credentials it issues to holders")
-	region := fl.String("region", "", regionHelp+" (the credentials it issues to holders carry it)")
-	declarations := fl.Bool("declarations", false, "serve declarations: issue a holder's credential on an operator's request (admin token); needs --region")
+	region := fl.String("region", "", regionHelp+" (the credentials it issues to holders carry it; without it, declarations are refused)")
+	rulesPath := fl.String("rules", "", "rules file deciding holders' colours, JSON (default: the built-in rules, configs/rules.json)")
+	var feedKeys, realnameKeys cli.List
+	fl.Var(&feedKeys, "feed-key", "a health department's feed public key (repeatable; none: every feed is refused)")
+	fl.Var(&realnameKeys, "realname-key", "a real-name service's public key whose assertions register holders (repeatable)")
+	codeValidity := fl.Duration("code-validity", 15*time.Minute, "how long a registration code lasts")
 	tlsCert := fl.String("tls-cert", "", "serve HTTPS with this certificate (PEM); needed off loopback unless a TLS proxy on this host fronts it")
 	tlsKey := fl.String("tls-key", "", "the certificate's private key (PEM)")
 	if err := cli.Parse(fl, args, "keys", "db"); err != nil {
 		return err
 	}
-	if *declarations && *region == "" {
-		return cli.Usagef("--declarations needs --region: the credentials carry the issuing region")
+	if *codeValidity <= 0 || *codeValidity > 24*time.Hour {
+		return cli.Usagef("--code-validity must be positive and at most 24h")
 	}
+	holderOpts, err := holderOptions(*rulesPath, feedKeys, realnameKeys)
+	if err != nil {
+		return err
+	}
+	holderOpts.CodeValidity = *codeValidity
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return cli.Usagef("--tls-cert and --tls-key go together")
 	}
@@ -111,8 +119,9 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 				"component", "authority", "listen", ln.Addr().String())
 		}
 	}
-	srv := authority.New(db, authority.Keys{Issuer: issuer, IssuerCode: *code, List: list, Pseudonym: pk},
-		authority.Options{Clock: clk, Log: log, AdminToken: token, Region: *region, Declarations: *declarations})
+	opts := holderOpts
+	opts.Clock, opts.Log, opts.AdminToken, opts.Region = clk, log, token, *region
+	srv := authority.New(db, authority.Keys{Issuer: issuer, IssuerCode: *code, List: list, Pseudonym: pk}, opts)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(stdout, "authority serving on %s://%s\n", scheme, ln.Addr())
@@ -155,6 +164,25 @@ func adminPost(server, tokenFile, path string, req any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return post(server, tok, path, body)
+}
+
+// adminPostRaw posts body, already encoded, as an admin request.
+func adminPostRaw(server, tokenFile, path string, body []byte) ([]byte, error) {
+	tok, err := keyfile.ReadToken(tokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, cli.Usagef("token file %s does not exist", tokenFile)
+	}
+	if errors.Is(err, keyfile.ErrTooOpen) {
+		return nil, cli.UsageError{Msg: err.Error()}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return post(server, tok, path, body)
+}
+
+func post(server, tok, path string, body []byte) ([]byte, error) {
 	r, err := http.NewRequest(http.MethodPost, strings.TrimRight(server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, cli.Usagef("--server: %v", err)
@@ -212,63 +240,6 @@ func status(args []string, _ clock.Clock, stdout io.Writer) error {
 	for _, d := range res.Devices {
 		fmt.Fprintf(stdout, "checkpoint %s (%s): %d events held, enrolled %s\n", d.ID, d.Name, d.Mark, d.Enrolled.Format(time.RFC3339))
 	}
-	return nil
-}
-
-// colour sets the colour the serving authority holds for a subject.
-func colour(args []string, _ clock.Clock, stdout io.Writer) error {
-	fl := newFlags("colour")
-	server := fl.String("server", "", "the serving authority")
-	token := fl.String("token", "", "its admin token file")
-	idNumber := fl.String("id-number", "", "the subject's ID number")
-	col := fl.String("colour", "", "green, yellow or red")
-	if err := cli.Parse(fl, args, "server", "token", "id-number", "colour"); err != nil {
-		return err
-	}
-	id, err := credential.ParseID(*idNumber)
-	if err != nil {
-		return cli.UsageError{Msg: err.Error()}
-	}
-	if _, err := credential.ParseStatus(*col); err != nil {
-		return cli.UsageError{Msg: err.Error()}
-	}
-	var res map[string]uint64
-	if err := adminCall(*server, *token, protocol.PathAdminColour, protocol.AdminColour{IDNumber: id, Colour: *col}, &res); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "colour set to %s; revocation list version %d\n", *col, res["version"])
-	return nil
-}
-
-// declare asks the serving authority for a holder's credential, as an
-// operator who has checked the holder's ID card.
-func declare(args []string, _ clock.Clock, stdout io.Writer) error {
-	fl := newFlags("declare")
-	server := fl.String("server", "", "the serving authority (started with --declarations)")
-	token := fl.String("token", "", "its admin token file")
-	idNumber := fl.String("id-number", "", "the holder's ID number, as on the card")
-	name := fl.String("name", "", "the holder's name, as on the card")
-	holderPath := fl.String("holder", "", "the holder's public key")
-	out := fl.String("out", "", "file to write the credential to")
-	if err := cli.Parse(fl, args, "server", "token", "id-number", "name", "holder", "out"); err != nil {
-		return err
-	}
-	id, err := credential.ParseID(*idNumber)
-	if err != nil {
-		return cli.UsageError{Msg: err.Error()}
-	}
-	holder, err := readPublic(*holderPath)
-	if err != nil {
-		return err
-	}
-	raw, err := adminPost(*server, *token, protocol.PathDeclare, protocol.Declaration{IDNumber: id, Name: *name, HolderKey: holder})
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(*out, raw, 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "credential: %s\n", *out)
 	return nil
 }
 

@@ -1,14 +1,22 @@
 // Command holder does what a health-code app on a phone does: it keeps the
-// holder key, and turns the credential the authority issued into a fresh
-// presentation, signed with that key, whenever the code is shown.
+// holder key, registers it with the authority on a proof of who the holder
+// is, declares (the authority's rules decide the colour and issue a
+// credential to that key), asks for the holder's status, and turns the
+// credential into a fresh presentation, signed with that key, whenever the
+// code is shown.
 //
 //	holder keygen --out DIR
+//	holder register --server URL --key K --id-number N --name NAME (--code CODE | --assertion FILE)
+//	holder declare --key K [--fever] [--symptoms] [--contact] [--travel REGION:DATE]... --out F [--json]
+//	holder status --key K [--json]
 //	holder present --credential F --key K [--at TIME] [--png FILE [--module PX]]
 //	holder show --credential F --key K [--listen 127.0.0.1:8080]
 //
-// present prints the QR text on standard output; show serves a page that
-// shows the code and renews it every five seconds, as the app would. Exit
-// status 2 means a usage error.
+// register keeps the authority and the holder's subject pseudonym in
+// registration.json beside the key, for declare and status. present
+// prints the QR text on standard output; show serves a page that shows
+// the code and renews it every five seconds, as the app would. Exit status
+// 2 means a usage error.
 package main
 
 import (
@@ -46,6 +54,9 @@ const usage = `usage: holder <command> [flags]
 
 commands:
   keygen    make the holder key pair
+  register  register the holder key with the authority, with a code or a real-name assertion
+  declare   declare (fever, symptoms, contact, travel) and get a credential of the colour the rules give
+  status    show the holder's colour, why, the quarantine and the next declaration
   present   print the QR text of a fresh presentation (and write it as a PNG)
   show      serve a page showing the code, renewed every five seconds
 
@@ -61,6 +72,12 @@ func run(ctx context.Context, args []string, clk clock.Clock, stdout, stderr io.
 	switch args[0] {
 	case "keygen":
 		err = keygen(args[1:], stdout)
+	case "register":
+		err = register(args[1:], clk, stdout)
+	case "declare":
+		err = declare(args[1:], clk, stdout)
+	case "status":
+		err = status(args[1:], clk, stdout)
 	case "present":
 		err = present(args[1:], clk, stdout)
 	case "show":

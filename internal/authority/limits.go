@@ -49,8 +49,8 @@ type Limits struct {
 	// Storing is the number of uploads written to the database at once;
 	// 0: 2.
 	Storing int
-	// Hashing is the number of declarations computing their ID hash
-	// (Argon2id, 19 MiB each) at once; 0: 2.
+	// Hashing is the number of registration codes and registrations
+	// computing an ID hash (Argon2id, 19 MiB each) at once; 0: 2.
 	Hashing int
 	// Preparing is the number of revocation downloads (a snapshot, or a
 	// delta from a version not in the cache) being prepared at once; 0: 1.
@@ -64,17 +64,23 @@ type Limits struct {
 	// authenticates is never refused. 0: 10, one a minute.
 	FailureBurst int
 	FailureEvery time.Duration
-	// RequestWindow is how far a device's request time may be from the
-	// authority's; a signed request outside it, or seen before within it,
-	// is refused. 0: 2 minutes.
+	// CodeBurst registration codes may be issued at once, and one more
+	// every CodeEvery; beyond that the operator's requests for codes are
+	// answered 429. 0: 60, one a second.
+	CodeBurst int
+	CodeEvery time.Duration
+	// RequestWindow is how far a device's or a holder's request time may
+	// be from the authority's; a signed request outside it, or seen before
+	// within it, is refused. 0: 2 minutes.
 	RequestWindow time.Duration
 	// ShutdownGrace is how long Serve lets the requests in progress finish
 	// once its context ends; then it closes their connections. 0: 5 s.
 	ShutdownGrace time.Duration
 }
 
-// maxSmallBody bounds every body but an upload: enrolments, declarations
-// and the operator's requests are a few hundred bytes.
+// maxSmallBody bounds every body but an upload and a feed: enrolments,
+// registrations, declarations and the operator's requests are a few
+// hundred bytes.
 const maxSmallBody = 16 << 10
 
 // minMaxConns is the least MaxConns defaults to, however low the
@@ -129,6 +135,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.FailureEvery <= 0 {
 		l.FailureEvery = time.Minute
+	}
+	if l.CodeBurst <= 0 {
+		l.CodeBurst = 60
+	}
+	if l.CodeEvery <= 0 {
+		l.CodeEvery = time.Second
 	}
 	if l.RequestWindow <= 0 {
 		l.RequestWindow = 2 * time.Minute

@@ -3,7 +3,6 @@ package authority
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
-	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/credential/credentialtest"
 	"github.com/checkpointd/checkpoint/internal/protocol"
 	"github.com/checkpointd/checkpoint/store"
@@ -61,10 +59,10 @@ func TestSlots(t *testing.T) {
 	}
 }
 
-// TestDeclarationsWaitForHashing: with every hashing slot taken, a
-// declaration is answered 503 once the queue time is over, without using
-// up the holder's declaration of the day; with the slot back, it is served.
-func TestDeclarationsWaitForHashing(t *testing.T) {
+// TestRegistrationCodesWaitForHashing: with every hashing slot taken, a
+// request for a registration code is answered 503 once the queue time is
+// over; with the slot back, it is served.
+func TestRegistrationCodesWaitForHashing(t *testing.T) {
 	f := credentialtest.New()
 	db, err := store.OpenAuthority(filepath.Join(t.TempDir(), "authority.db"))
 	if err != nil {
@@ -73,12 +71,11 @@ func TestDeclarationsWaitForHashing(t *testing.T) {
 	defer db.Close()
 	clk := clocktest.New(f.Now)
 	s := New(db, Keys{Issuer: f.Issuer, IssuerCode: "GD", List: credentialtest.Key("list"), Pseudonym: f.PseudonymKey},
-		Options{Clock: clk, AdminToken: "admin", Region: "44", Declarations: true,
-			Limits: Limits{Hashing: 1, Queue: 5 * time.Second}})
-	body, _ := protocol.Enc.Marshal(protocol.Declaration{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name,
-		HolderKey: credentialtest.Key("holder").Public().(ed25519.PublicKey)})
-	declare := func() int {
-		r := httptest.NewRequest(http.MethodPost, protocol.PathDeclare, bytes.NewReader(body))
+		Options{Clock: clk, AdminToken: "admin", Region: "44", Limits: Limits{Hashing: 1, Queue: 5 * time.Second}})
+	body, _ := protocol.Enc.Marshal(protocol.AdminRegistrationCode{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name,
+		Operator: "office-1"})
+	ask := func() int {
+		r := httptest.NewRequest(http.MethodPost, protocol.PathAdminRegistrationCode, bytes.NewReader(body))
 		r.Header.Set(protocol.HeaderAdmin, "Bearer admin")
 		w := httptest.NewRecorder()
 		s.Handler().ServeHTTP(w, r)
@@ -86,25 +83,23 @@ func TestDeclarationsWaitForHashing(t *testing.T) {
 	}
 	s.hashing.take(context.Background(), clk, 0) // all the slots busy
 	code := make(chan int, 1)
-	go func() { code <- declare() }()
+	go func() { code <- ask() }()
 	for clk.Waiters() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	clk.Advance(5 * time.Second)
 	if c := <-code; c != http.StatusServiceUnavailable {
-		t.Errorf("declaration with no hashing slot: %d", c)
+		t.Errorf("registration code with no hashing slot: %d", c)
 	}
 	s.hashing.give()
-	if c := declare(); c != http.StatusOK {
-		t.Errorf("declaration once the slot is back: %d (the refused one must not count as the day's)", c)
+	if c := ask(); c != http.StatusOK {
+		t.Errorf("registration code once the slot is back: %d", c)
 	}
 }
 
-// TestColourSetWhileDeclarationWaits: a declaration waiting for a hashing
-// slot while the operator sets the holder's colour red must give either a
-// red credential or one the colour change revokes, never a green one
-// issued after the change's cut-off.
-func TestColourSetWhileDeclarationWaits(t *testing.T) {
+// TestRegistrationCodesAreRateLimited: beyond the burst, codes are
+// refused until the rate allows one more.
+func TestRegistrationCodesAreRateLimited(t *testing.T) {
 	f := credentialtest.New()
 	db, err := store.OpenAuthority(filepath.Join(t.TempDir(), "authority.db"))
 	if err != nil {
@@ -113,42 +108,24 @@ func TestColourSetWhileDeclarationWaits(t *testing.T) {
 	defer db.Close()
 	clk := clocktest.New(f.Now)
 	s := New(db, Keys{Issuer: f.Issuer, IssuerCode: "GD", List: credentialtest.Key("list"), Pseudonym: f.PseudonymKey},
-		Options{Clock: clk, AdminToken: "admin", Region: "44", Declarations: true,
-			Limits: Limits{Hashing: 1, Queue: time.Minute}})
-	post := func(path string, v any) *httptest.ResponseRecorder {
-		body, _ := protocol.Enc.Marshal(v)
-		r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+		Options{Clock: clk, AdminToken: "admin", Limits: Limits{CodeBurst: 2, CodeEvery: time.Minute}})
+	body, _ := protocol.Enc.Marshal(protocol.AdminRegistrationCode{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name,
+		Operator: "office-1"})
+	ask := func() int {
+		r := httptest.NewRequest(http.MethodPost, protocol.PathAdminRegistrationCode, bytes.NewReader(body))
 		r.Header.Set(protocol.HeaderAdmin, "Bearer admin")
 		w := httptest.NewRecorder()
 		s.Handler().ServeHTTP(w, r)
-		return w
+		return w.Code
 	}
-	s.hashing.take(context.Background(), clk, 0) // the declaration will wait
-	done := make(chan *httptest.ResponseRecorder, 1)
-	go func() {
-		done <- post(protocol.PathDeclare, protocol.Declaration{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name,
-			HolderKey: credentialtest.Key("holder").Public().(ed25519.PublicKey)})
-	}()
-	for clk.Waiters() == 0 {
-		time.Sleep(time.Millisecond)
+	var codes []int
+	for range 3 {
+		codes = append(codes, ask())
 	}
-	if w := post(protocol.PathAdminColour, protocol.AdminColour{IDNumber: credentialtest.IDNumber, Colour: "red"}); w.Code != http.StatusOK {
-		t.Fatalf("colour: %d %s", w.Code, w.Body)
-	}
-	cutoff := clk.Now().Unix()
-	clk.Advance(time.Second)
-	s.hashing.give()
-	w := <-done
-	if w.Code != http.StatusOK {
-		t.Fatalf("declaration: %d %s", w.Code, w.Body)
-	}
-	c, err := credential.Parse(w.Body.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cred := c.Credential; cred.Status != credential.Red && cred.IssuedAt.Unix() > cutoff {
-		t.Errorf("a %s credential issued at %v, after the cut-off %v of the change to red", cred.Status, cred.IssuedAt,
-			time.Unix(cutoff, 0).UTC())
+	clk.Advance(time.Minute)
+	codes = append(codes, ask())
+	if fmt.Sprint(codes) != "[200 200 429 200]" {
+		t.Errorf("two codes, a third at once, a fourth a minute later: %v", codes)
 	}
 }
 

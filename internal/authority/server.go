@@ -1,29 +1,32 @@
 // Package authority is the reference authority's HTTP server: it enrols
 // checkpoints, takes their event logs, serves the trust list and the
-// revocations as signed, versioned, chunked downloads, takes revocations
-// and colours from its operator, and, when configured, issues holders
-// their daily credentials on an operator's request. docs/sync.md specifies
-// the protocol. cmd/authority's serve command runs it; its storage is
-// behind the Storage interface (store.Authority implements it), so that a
-// database server can replace bbolt.
+// revocations as signed, versioned, chunked downloads, and takes
+// revocations from its operator (docs/sync.md); it registers holders'
+// phones on a proof of who they are, takes their signed declarations,
+// takes the health departments' signed risk feeds, and decides each
+// holder's colour by its rules (internal/rules), issuing credentials to
+// the registered holder key only (docs/authority.md). cmd/authority's
+// serve command runs it; its storage is behind the Storage interface
+// (store.Authority implements it), so that a database server can replace
+// bbolt.
 //
 // Every client is taken for hostile until it has proved otherwise: a
-// device's signed headers are checked before its body is read, bodies and
-// connections are bounded, slow clients are dropped, expensive work waits
-// for a few slots, and failed tokens and signatures are logged and limited
-// per client (limits.go).
+// device's or a holder's signed headers are checked before its body is
+// read, bodies and connections are bounded, slow clients are dropped,
+// expensive work waits for a few slots, and failed tokens, signatures and
+// registration proofs are logged and limited per client (limits.go).
 package authority
 
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -32,14 +35,18 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/protocol"
+	"github.com/checkpointd/checkpoint/internal/rules"
 	"github.com/checkpointd/checkpoint/internal/trust"
 	"github.com/checkpointd/checkpoint/store"
 )
 
-// Storage is what the server keeps.
+// Storage is what the server keeps. store.Authority's doc comments give
+// each method's exact contract.
 type Storage interface {
 	AddToken(token, name string, expires time.Time) error
 	Enroll(token, name string, key ed25519.PublicKey, now time.Time) (string, error)
@@ -51,11 +58,18 @@ type Storage interface {
 	Expire(now time.Time) (uint64, int, error)
 	RevocationState() (uint64, store.SetDigest, error)
 	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
-	Declare(subject [store.SubjectSize]byte, now time.Time, gap time.Duration,
-		issue func(colour string, at time.Time) error) (bool, time.Time, error)
-	SetColour(subject [store.SubjectSize]byte, colour string, at time.Time, rev store.RevEntry) (uint64, error)
 	TrustList() ([]byte, error)
 	Devices() ([]store.EnrolledDevice, error)
+
+	// Holders, proofs and risk data (docs/authority.md).
+	AddRegistrationCode(c store.RegistrationCode) error
+	Register(r store.Registration) (store.Registered, error)
+	ExpireProofs(now time.Time) (int, error)
+	Holder(subject [store.SubjectSize]byte) (store.Holder, error)
+	UpdateHolder(subject [store.SubjectSize]byte, fn func(store.Holder) (*store.HolderUpdate, error)) (uint64, error)
+	ColourHistory(subject [store.SubjectSize]byte, limit int) ([]store.ColourChange, error)
+	RiskAreas(regions []string) ([]store.RiskArea, error)
+	ApplyFeed(f store.FeedUpdate, reassess func(store.Holder) (*store.HolderUpdate, error)) (store.FeedResult, error)
 }
 
 // Keys are the authority's online keys.
@@ -83,11 +97,23 @@ type Options struct {
 	// CredentialValidity of the credentials holders get; 0 means 24 hours.
 	CredentialValidity time.Duration
 	// Region is the issuing region code the credentials carry, e.g. "44".
+	// Without one, declarations are refused (503): no credential can be
+	// issued.
 	Region string
-	// Declarations turns on the declaration endpoint, which issues a
-	// holder's credential on the operator's request (admin token); off, it
-	// is not served.
-	Declarations bool
+	// Rules decide holders' colours; nil means rules.Default().
+	Rules *rules.Rules
+	// RealnameKeys are the real-name services whose assertions register
+	// holders; none: registration codes only.
+	RealnameKeys []ed25519.PublicKey
+	// FeedKeys are the health departments' feed keys; none: every feed is
+	// refused.
+	FeedKeys []ed25519.PublicKey
+	// CodeValidity is how long a registration code lasts; 0 means 15
+	// minutes.
+	CodeValidity time.Duration
+	// MaxFeedAge refuses feeds issued longer ago than this; 0 means 7
+	// days.
+	MaxFeedAge time.Duration
 	// Limits bound what clients can make the server spend.
 	Limits Limits
 }
@@ -112,6 +138,10 @@ type Server struct {
 	uploading map[string]bool // devices with an upload in progress
 
 	dl downloads
+
+	rules   rules.Rules
+	codeKey []byte        // keys the registration codes' hashes
+	codes   *rate.Limiter // registration codes issued
 }
 
 // chunked is a prepared download: the chunks that take a checkpoint to
@@ -165,12 +195,25 @@ func New(st Storage, keys Keys, opts Options) *Server {
 	if opts.CredentialValidity <= 0 {
 		opts.CredentialValidity = 24 * time.Hour
 	}
+	if opts.CodeValidity <= 0 {
+		opts.CodeValidity = 15 * time.Minute
+	}
+	if opts.MaxFeedAge <= 0 {
+		opts.MaxFeedAge = 7 * 24 * time.Hour
+	}
+	r := rules.Default()
+	if opts.Rules != nil {
+		r = *opts.Rules
+	}
 	lim := opts.Limits.withDefaults()
 	log := opts.Log.With("component", "authority")
+	codeKey := hmac.New(sha256.New, keys.Pseudonym)
+	codeKey.Write([]byte("checkpoint registration code key v1"))
 	return &Server{st: st, keys: keys, opts: opts, clock: opts.Clock, log: log, lim: lim,
 		fails: newFailures(lim, opts.Clock, log), seen: newSeenRequests(lim.RequestWindow),
 		bodies: newByteBudget(lim.UploadBytes), storing: make(slots, lim.Storing), hashing: make(slots, lim.Hashing),
-		preparing: make(slots, lim.Preparing), uploading: map[string]bool{}}
+		preparing: make(slots, lim.Preparing), uploading: map[string]bool{},
+		rules: r, codeKey: codeKey.Sum(nil), codes: rate.NewLimiter(rate.Every(lim.CodeEvery), lim.CodeBurst)}
 }
 
 // Handler returns the API.
@@ -182,13 +225,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+protocol.PathTrust, s.trustList)
 	mux.HandleFunc("GET "+protocol.PathManifest, s.manifest)
 	mux.HandleFunc("GET "+protocol.PathChunk, s.chunk)
-	if s.opts.Declarations {
-		mux.HandleFunc("POST "+protocol.PathDeclare, s.declare)
-	}
+	mux.HandleFunc("POST "+protocol.PathRegister, s.register)
+	mux.HandleFunc("POST "+protocol.PathDeclare, s.declare)
+	mux.HandleFunc("GET "+protocol.PathHolderStatus, s.holderStatus)
 	mux.HandleFunc("POST "+protocol.PathAdminRevoke, s.adminRevoke)
 	mux.HandleFunc("POST "+protocol.PathAdminToken, s.adminToken)
 	mux.HandleFunc("POST "+protocol.PathAdminStatus, s.adminStatus)
-	mux.HandleFunc("POST "+protocol.PathAdminColour, s.adminColour)
+	mux.HandleFunc("POST "+protocol.PathAdminRegistrationCode, s.adminRegistrationCode)
+	mux.HandleFunc("POST "+protocol.PathAdminFeed, s.adminFeed)
 	return mux
 }
 
@@ -296,23 +340,34 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.Signed
 		s.failed(w, key, "device signature", protocol.ErrUnauthenticated.Error(), http.StatusUnauthorized)
 		return sr, false
 	}
-	now := s.clock.Now()
-	if off := sr.Time.Sub(now); off > s.lim.RequestWindow || off < -s.lim.RequestWindow {
-		w.Header().Set(protocol.HeaderServerTime, strconv.FormatInt(now.Unix(), 10))
-		http.Error(w, "request time outside the authority's window", http.StatusUnauthorized)
-		return sr, false
-	}
-	switch s.seen.add(sr.Device, sr.Nonce, sr.Time, now) {
-	case nonceReplayed:
-		s.failed(w, key, "replayed device request", "request seen before", http.StatusUnauthorized)
-		return sr, false
-	case nonceFull:
-		w.Header().Set("Retry-After", strconv.Itoa(int(s.lim.RequestWindow/time.Second)))
-		http.Error(w, "too many requests from this device within the request window", http.StatusTooManyRequests)
+	if !s.fresh(w, key, sr.Device, sr, "device") {
 		return sr, false
 	}
 	s.fails.ok(key)
 	return sr, true
+}
+
+// fresh checks a signed request's time (within the request window of the
+// authority's) and nonce (not seen before from signer), answering the
+// request if either fails. A request dated outside the window is answered
+// with the authority's time, unsigned, and not counted as a failure.
+func (s *Server) fresh(w http.ResponseWriter, client, signer string, sr protocol.SignedRequest, who string) bool {
+	now := s.clock.Now()
+	if off := sr.Time.Sub(now); off > s.lim.RequestWindow || off < -s.lim.RequestWindow {
+		w.Header().Set(protocol.HeaderServerTime, strconv.FormatInt(now.Unix(), 10))
+		http.Error(w, "request time outside the authority's window", http.StatusUnauthorized)
+		return false
+	}
+	switch s.seen.add(signer, sr.Nonce, sr.Time, now) {
+	case nonceReplayed:
+		s.failed(w, client, "replayed "+who+" request", "request seen before", http.StatusUnauthorized)
+		return false
+	case nonceFull:
+		w.Header().Set("Retry-After", strconv.Itoa(int(s.lim.RequestWindow/time.Second)))
+		http.Error(w, "too many requests from this "+who+" within the request window", http.StatusTooManyRequests)
+		return false
+	}
+	return true
 }
 
 // failed answers a request that failed to authenticate: with code and msg
@@ -541,8 +596,9 @@ func (s *Server) prepare(ctx context.Context, since uint64) (*chunked, error) {
 	return c, nil
 }
 
-// expire removes the revocations past their drop-after time, at most once
-// a minute.
+// expire removes the revocations past their drop-after time, and the
+// registration codes and used assertion ids past their expiry, at most
+// once a minute.
 func (s *Server) expire() error {
 	s.dl.mu.Lock()
 	now := s.clock.Now()
@@ -560,6 +616,12 @@ func (s *Server) expire() error {
 	}
 	if n > 0 {
 		s.log.Info("revocations expired", "entries", n)
+	}
+	if n, err = s.st.ExpireProofs(now); err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Info("expired registration codes and assertion ids forgotten", "count", n)
 	}
 	return nil
 }
@@ -681,87 +743,6 @@ func (s *Server) chunk(w http.ResponseWriter, r *http.Request) {
 	w.Write(c.chunks[index])
 }
 
-// declare issues a holder the day's credential, on the request of an
-// operator (admin token) who has checked the holder's ID card: the ID
-// number must be a valid GB 11643 number, and the colour is the one the
-// authority holds for the subject (green when it holds none), never the
-// caller's. A holder may declare at most once a day. The ID hash costs an
-// Argon2id of 19 MiB, so few are computed at once, before anything is
-// read from the store: the colour, the day's allowance and the record of
-// the declaration are one transaction with the issue, at one time, so that
-// a colour set meanwhile is either the credential's or revokes it.
-func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
-	if !s.admin(w, r) {
-		return
-	}
-	body, ok := readBody(w, r, maxSmallBody)
-	if !ok {
-		return
-	}
-	var d protocol.Declaration
-	if err := protocol.DecStrict.Unmarshal(body, &d); err != nil {
-		http.Error(w, "malformed declaration (it carries an ID number, a name and a holder key, and no colour): "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if len(d.HolderKey) != ed25519.PublicKeySize || d.Name == "" || len(d.Name) > maxName {
-		http.Error(w, "malformed declaration: a holder key and a name are required", http.StatusBadRequest)
-		return
-	}
-	id, err := credential.ParseID(d.IDNumber)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
-	if !s.hashing.take(r.Context(), s.clock, s.lim.Queue) {
-		busy(w)
-		return
-	}
-	idHash := credential.IDHash(id, sub[:])
-	s.hashing.give()
-
-	now := s.clock.Now().Truncate(time.Second)
-	var raw []byte
-	var issued *credential.Credential
-	allowed, next, err := s.st.Declare(sub, now, 24*time.Hour, func(colour string, at time.Time) error {
-		status := credential.Green
-		if colour != "" {
-			var err error
-			if status, err = credential.ParseStatus(colour); err != nil {
-				return fmt.Errorf("the colour held: %w", err)
-			}
-		}
-		cid := make([]byte, credential.IDSize)
-		rand.Read(cid)
-		c := &credential.Credential{
-			Issuer: s.keys.IssuerCode, ID: cid, Subject: sub[:], Status: status, Region: s.opts.Region,
-			MaskedName: credential.MaskName(d.Name), IDHash: idHash,
-			IssuedAt: at, Expires: at.Add(s.opts.CredentialValidity), HolderKey: d.HolderKey,
-		}
-		var err error
-		if raw, err = credential.Issue(c, s.keys.Issuer); err != nil {
-			return err
-		}
-		issued = c
-		return nil
-	})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	if !allowed {
-		w.Header().Set("Retry-After", strconv.Itoa(int(next.Sub(now)/time.Second)))
-		http.Error(w, "already declared in the last 24 hours; the next declaration is allowed at "+next.UTC().Format(time.RFC3339),
-			http.StatusTooManyRequests)
-		return
-	}
-	// For audit: who (by pseudonym) got which credential, of which colour.
-	s.log.Info("credential issued on a declaration", "subject", hex.EncodeToString(sub[:]),
-		"credential", hex.EncodeToString(issued.ID), "colour", issued.Status.String(), "issued_at", issued.IssuedAt)
-	w.Header().Set("Content-Type", protocol.ContentType)
-	w.Write(raw)
-}
-
 // admin authenticates the operator, before anything of the request is
 // read.
 func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
@@ -817,46 +798,6 @@ func (s *Server) revoke(id string, before time.Time) (uint64, error) {
 // before before.
 func (s *Server) revocation(sub [store.SubjectSize]byte, before time.Time) store.RevEntry {
 	return store.RevEntry{Subject: sub, Before: before.Unix(), DropAfter: before.Add(s.opts.Keep).Unix()}
-}
-
-// adminColour sets the colour the authority holds for a subject: the
-// colour of the credentials it issues on the subject's declarations. Every
-// set revokes the credentials issued at or before it, in the same
-// transaction (so that no credential shows an old colour, and a set
-// retried after a failure still revokes), and lets the subject declare at
-// once.
-func (s *Server) adminColour(w http.ResponseWriter, r *http.Request) {
-	if !s.admin(w, r) {
-		return
-	}
-	body, ok := readBody(w, r, maxSmallBody)
-	if !ok {
-		return
-	}
-	var req protocol.AdminColour
-	if err := protocol.Dec.Unmarshal(body, &req); err != nil {
-		http.Error(w, "malformed request", http.StatusBadRequest)
-		return
-	}
-	id, err := credential.ParseID(req.IDNumber)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	status, err := credential.ParseStatus(req.Colour)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
-	now := s.clock.Now().Truncate(time.Second)
-	version, err := s.st.SetColour(sub, status.String(), now, s.revocation(sub, now))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	s.log.Info("colour set", "subject", hex.EncodeToString(sub[:]), "colour", status.String(), "revocation_version", version)
-	writeCBOR(w, map[string]uint64{"version": version})
 }
 
 func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request) {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/checkpointd/checkpoint/internal/authority"
 	"github.com/checkpointd/checkpoint/internal/clock/clocktest"
-	"github.com/checkpointd/checkpoint/internal/credential"
 	"github.com/checkpointd/checkpoint/internal/credential/credentialtest"
 	"github.com/checkpointd/checkpoint/internal/protocol"
 	"github.com/checkpointd/checkpoint/store"
@@ -168,78 +166,11 @@ func (f *fixture) admin(path string, v any) *httptest.ResponseRecorder {
 	return f.serve(r)
 }
 
-// TestDeclarations: the declaration endpoint is off unless configured;
-// on, it needs the admin token and a valid ID number, takes no colour from
-// the caller, gives the colour the authority holds, and allows one
-// declaration a day.
-func TestDeclarations(t *testing.T) {
-	holder := credentialtest.Key("holder").Public().(ed25519.PublicKey)
-	decl := protocol.Declaration{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name, HolderKey: holder}
-
-	off := newFixture(t, authority.Options{})
-	if w := off.admin(protocol.PathDeclare, decl); w.Code != http.StatusNotFound {
-		t.Errorf("declarations not configured: %d %s", w.Code, w.Body)
-	}
-
-	f := newFixture(t, authority.Options{Declarations: true})
-	body, _ := protocol.Enc.Marshal(decl)
-	if w := f.serve(httptest.NewRequest(http.MethodPost, protocol.PathDeclare, bytes.NewReader(body))); w.Code != http.StatusUnauthorized {
-		t.Errorf("declaration without the admin token: %d %s", w.Code, w.Body)
-	}
-	withColour := map[int]any{1: credentialtest.IDNumber, 2: credentialtest.Name, 3: "green", 4: []byte(holder)}
-	if w := f.admin(protocol.PathDeclare, withColour); w.Code != http.StatusBadRequest {
-		t.Errorf("declaration naming its colour: %d %s", w.Code, w.Body)
-	}
-	for _, bad := range []string{"440305zz1224", "440305900307123", "44030519900307123"} {
-		d := decl
-		d.IDNumber = bad
-		if w := f.admin(protocol.PathDeclare, d); w.Code != http.StatusBadRequest {
-			t.Errorf("declaration for ID number %q: %d %s", bad, w.Code, w.Body)
-		}
-	}
-
-	colourOf := func(w *httptest.ResponseRecorder) string {
-		t.Helper()
-		if w.Code != http.StatusOK {
-			t.Fatalf("declaration: %d %s", w.Code, w.Body)
-		}
-		c, err := credential.Parse(w.Body.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Credential.Region != "44" || !c.Credential.HolderKey.Equal(holder) {
-			t.Errorf("credential region %q, holder key %x", c.Credential.Region, c.Credential.HolderKey)
-		}
-		return c.Credential.Status.String()
-	}
-	if got := colourOf(f.admin(protocol.PathDeclare, decl)); got != "green" {
-		t.Errorf("a subject the authority holds nothing about got %s", got)
-	}
-	w := f.admin(protocol.PathDeclare, decl)
-	if w.Code != http.StatusTooManyRequests || !strings.Contains(w.Body.String(), "next declaration is allowed at") {
-		t.Errorf("second declaration the same day: %d %s", w.Code, w.Body)
-	}
-
-	// The authority's colour changes: the credentials issued before are
-	// revoked, and the next declaration gets the new colour.
-	v0, _, _ := f.db.RevocationState()
-	if w := f.admin(protocol.PathAdminColour, protocol.AdminColour{IDNumber: credentialtest.IDNumber, Colour: "red"}); w.Code != http.StatusOK {
-		t.Fatalf("colour: %d %s", w.Code, w.Body)
-	}
-	if v1, set, _ := f.db.RevocationState(); v1 != v0+1 || set.Count != 1 {
-		t.Errorf("after the colour changed: revocations version %d (was %d), %d entries", v1, v0, set.Count)
-	}
-	f.clock.Advance(24 * time.Hour)
-	if got := colourOf(f.admin(protocol.PathDeclare, decl)); got != "red" {
-		t.Errorf("after the authority set red the declaration got %s", got)
-	}
-}
-
 // TestBodiesAreNotReadBeforeAuthentication: a large body on an
 // unauthenticated request costs the server nothing: it is refused from its
 // headers.
 func TestBodiesAreNotReadBeforeAuthentication(t *testing.T) {
-	f := newFixture(t, authority.Options{Declarations: true})
+	f := newFixture(t, authority.Options{})
 	const size = 63 << 20
 	for _, tc := range []struct {
 		name, path string
@@ -249,7 +180,9 @@ func TestBodiesAreNotReadBeforeAuthentication(t *testing.T) {
 	}{
 		{"unsigned upload", protocol.PathEvents, false, http.StatusUnauthorized, 0},
 		{"upload by an unknown device", protocol.PathEvents, true, http.StatusUnauthorized, 0},
-		{"declaration without token", protocol.PathDeclare, false, http.StatusUnauthorized, 0},
+		{"declaration without a holder signature", protocol.PathDeclare, false, http.StatusUnauthorized, 0},
+		{"registration without a holder signature", protocol.PathRegister, false, http.StatusUnauthorized, 0},
+		{"feed without token", protocol.PathAdminFeed, false, http.StatusUnauthorized, 0},
 		{"admin call without token", protocol.PathAdminRevoke, false, http.StatusUnauthorized, 0},
 		{"enrolment", protocol.PathEnroll, false, http.StatusRequestEntityTooLarge, 0},
 	} {
@@ -510,79 +443,6 @@ func TestSlowUploadGetsItsTime(t *testing.T) {
 	}
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Errorf("the upload took %v: not slower than the read timeout, so it tests nothing", took)
-	}
-}
-
-// TestColourSets: every colour set revokes the credentials issued at or
-// before it (a set repeated, as a retry, revokes again) and lets the holder
-// declare at once; a declaration in the very second of the change gets the
-// new colour, dated after the change's cut-off, and the issue is logged for
-// audit by pseudonym and credential id, never by ID number or name.
-func TestColourSets(t *testing.T) {
-	f := newFixture(t, authority.Options{Declarations: true})
-	holder := credentialtest.Key("holder").Public().(ed25519.PublicKey)
-	decl := protocol.Declaration{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name, HolderKey: holder}
-	declare := func() *credential.Credential {
-		t.Helper()
-		w := f.admin(protocol.PathDeclare, decl)
-		if w.Code != http.StatusOK {
-			t.Fatalf("declaration: %d %s", w.Code, w.Body)
-		}
-		c, err := credential.Parse(w.Body.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &c.Credential
-	}
-	colour := func(c string) uint64 {
-		t.Helper()
-		w := f.admin(protocol.PathAdminColour, protocol.AdminColour{IDNumber: credentialtest.IDNumber, Colour: c})
-		var res map[string]uint64
-		if err := protocol.Dec.Unmarshal(w.Body.Bytes(), &res); w.Code != http.StatusOK || err != nil {
-			t.Fatalf("colour %s: %d %s", c, w.Code, w.Body)
-		}
-		return res["version"]
-	}
-	green := declare()
-	if v := colour("red"); v != 1 {
-		t.Errorf("revocation version %d after the first colour set", v)
-	}
-	cutoff := f.clock.Now().Unix()
-	red := declare() // the same second, and the same day
-	if red.Status != credential.Red || red.IssuedAt.Unix() <= cutoff {
-		t.Errorf("declared in the second of the change to red: %s issued at %d, cut-off %d", red.Status, red.IssuedAt.Unix(), cutoff)
-	}
-	if green.IssuedAt.Unix() > cutoff {
-		t.Errorf("the green credential (issued %d) is not covered by the cut-off %d", green.IssuedAt.Unix(), cutoff)
-	}
-	if v := colour("red"); v != 2 {
-		t.Errorf("revocation version %d after the same colour was set again, want 2", v)
-	}
-	logged := f.log.buf.String()
-	sub := credential.Pseudonym(f.keys.Pseudonym, credentialtest.IDNumber)
-	if !strings.Contains(logged, "subject="+hex.EncodeToString(sub)) || !strings.Contains(logged, "credential="+hex.EncodeToString(red.ID)) ||
-		!strings.Contains(logged, "colour=red") {
-		t.Errorf("issue not logged with the pseudonym, the credential id and the colour:\n%s", logged)
-	}
-	if strings.Contains(logged, credentialtest.IDNumber) || strings.Contains(logged, credentialtest.Name) {
-		t.Errorf("the log names the holder:\n%s", logged)
-	}
-}
-
-// TestFailedIssueKeepsTheDay: a declaration whose credential cannot be
-// issued records nothing: the holder may declare again the same day.
-func TestFailedIssueKeepsTheDay(t *testing.T) {
-	f := newFixture(t, authority.Options{Declarations: true, Region: "x"}) // not a region: Issue fails
-	decl := protocol.Declaration{IDNumber: credentialtest.IDNumber, Name: credentialtest.Name,
-		HolderKey: credentialtest.Key("holder").Public().(ed25519.PublicKey)}
-	if w := f.admin(protocol.PathDeclare, decl); w.Code != http.StatusInternalServerError {
-		t.Fatalf("declaration that cannot be issued: %d %s", w.Code, w.Body)
-	}
-	opts := f.opts
-	opts.Region = "44"
-	f.srv = authority.New(f.db, f.keys, opts)
-	if w := f.admin(protocol.PathDeclare, decl); w.Code != http.StatusOK {
-		t.Errorf("declaration after a failed issue: %d %s", w.Code, w.Body)
 	}
 }
 

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -48,7 +47,7 @@ func (zeroReader) Read(b []byte) (int, error) {
 
 // TestAuthorityUnderHostileLoad runs authority serve as a process and
 // gives it what an unauthenticated client on its network can: large
-// bodies on every kind of POST, declarations without a token, a body
+// bodies on every kind of POST, declarations without a holder's signature, a body
 // trickled a byte every 5 s, a flood of idle connections from one address.
 // The authority must stay small, drop the trickler within the read
 // timeout, keep serving other clients, and log the refusals.
@@ -58,7 +57,7 @@ func TestAuthorityUnderHostileLoad(t *testing.T) {
 	must(t, dir, "authority", "keygen", "--out", "auth")
 	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub", "--region", "44", "--out", "trust.cbor")
 	addr := freePort(t)
-	auth := startAuthority(t, dir, addr, "--region", "44", "--declarations")
+	auth := startAuthority(t, dir, addr, "--region", "44")
 	defer auth.kill()
 	base := "http://" + addr
 
@@ -91,7 +90,7 @@ func TestAuthorityUnderHostileLoad(t *testing.T) {
 	defer close(stopTrickle)
 
 	// 16 clients each post 63 MB to the upload, enrolment and admin
-	// endpoints, and 64 post declarations without a token. Each endpoint's
+	// endpoints, and 64 post unsigned declarations. Each endpoint's
 	// clients share an address of their own (two for the declarations),
 	// under the per-address cap of 64 connections, so that each address
 	// meets its own failure allowance.
@@ -135,7 +134,7 @@ func TestAuthorityUnderHostileLoad(t *testing.T) {
 		}
 	}
 	if n := codes["/v1/declare"][http.StatusOK]; n > 0 {
-		t.Errorf("%d declarations without a token were answered", n)
+		t.Errorf("%d declarations without a holder's signature were answered", n)
 	}
 	peak := peakRSS(t, auth.cmd.Process.Pid)
 	t.Logf("authority peak resident memory under the load: %d MiB", peak>>20)
@@ -234,69 +233,5 @@ func TestAdminTokenPermissions(t *testing.T) {
 	r = runTool(t, dir, "authority", "status", "--server", "http://127.0.0.1:1", "--token", "auth/admin.token")
 	if r.code != 2 || !strings.Contains(r.stderr, "chmod 600") {
 		t.Errorf("status with a world-readable admin token: exit %d, %q", r.code, r.stderr)
-	}
-}
-
-// TestDeclareAndColour: the operator's tools against a serving authority:
-// a declaration gives the colour the authority holds, once a day; the
-// colour changes only by the operator's word, and the endpoint is not
-// there unless configured.
-func TestDeclareAndColour(t *testing.T) {
-	readSources()
-	dir := t.TempDir()
-	must(t, dir, "authority", "keygen", "--out", "auth")
-	must(t, dir, "holder", "keygen", "--out", "phone")
-	must(t, dir, "authority", "trust", "--root", "auth/root.key", "--issuer", "auth/issuer.pub", "--region", "44", "--out", "trust.cbor")
-	const id = "11010519491231002X"
-	addr := freePort(t)
-	auth := startAuthority(t, dir, addr, "--region", "44", "--declarations")
-	defer auth.kill()
-	server := "http://" + addr
-	declare := func(out string) result {
-		return runTool(t, dir, "authority", "declare", "--server", server, "--token", "auth/admin.token",
-			"--id-number", id, "--name", "张三丰", "--holder", "phone/holder.pub", "--out", out)
-	}
-	colourOf := func(cred string) string {
-		text := strings.TrimSpace(must(t, dir, "holder", "present", "--credential", cred, "--key", "phone/holder.key"))
-		r := runTool(t, dir, "checkpointctl", "verify", "--text", text, "--trust", "trust.cbor", "--root", "auth/root.pub", "--json")
-		var v struct {
-			Decision string `json:"decision"`
-			Code     struct {
-				Status string `json:"status"`
-				Region string `json:"region"`
-			} `json:"code"`
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-			t.Fatalf("verify: %v: %s %s", err, r.stdout, r.stderr)
-		}
-		if v.Code.Region != "44" {
-			t.Errorf("region %q", v.Code.Region)
-		}
-		return v.Code.Status
-	}
-	if r := declare("c1.cbor"); r.code != 0 {
-		t.Fatalf("declare: exit %d: %s", r.code, r.stderr)
-	}
-	if got := colourOf("c1.cbor"); got != "green" {
-		t.Errorf("first credential %s, want green (the authority holds nothing else)", got)
-	}
-	if r := declare("c2.cbor"); r.code != 1 || !strings.Contains(r.stderr, "next declaration is allowed at") {
-		t.Errorf("second declaration the same day: exit %d: %s", r.code, r.stderr)
-	}
-	out := must(t, dir, "authority", "colour", "--server", server, "--token", "auth/admin.token", "--id-number", id, "--colour", "yellow")
-	if !strings.Contains(out, "revocation list version 1") {
-		t.Errorf("colour: %s", out)
-	}
-	if r := runTool(t, dir, "authority", "colour", "--server", server, "--token", "auth/admin.token", "--id-number", "440305zz1224", "--colour", "red"); r.code != 2 {
-		t.Errorf("colour for a malformed ID number: exit %d: %s", r.code, r.stderr)
-	}
-
-	plainAddr := freePort(t)
-	plain := startAuthority(t, dir, plainAddr, "--db", "plain.db")
-	defer plain.kill()
-	r := runTool(t, dir, "authority", "declare", "--server", "http://"+plainAddr, "--token", "auth/admin.token",
-		"--id-number", id, "--name", "张三丰", "--holder", "phone/holder.pub", "--out", "c3.cbor")
-	if r.code != 1 || !strings.Contains(r.stderr, "404") {
-		t.Errorf("declare at an authority without --declarations: exit %d: %s", r.code, r.stderr)
 	}
 }

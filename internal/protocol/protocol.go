@@ -1,8 +1,11 @@
 // Package protocol is the language between a checkpoint and its
-// authority (docs/sync.md): the messages, how a checkpoint signs its
-// requests with its device key, and how the authority's answers are signed
-// with a list key that the root-signed trust list names. The authority's
-// server (internal/authority) and the checkpoint's sync (sync) import it.
+// authority (docs/sync.md), and between a holder's phone and the
+// authority (docs/authority.md): the messages, how a checkpoint signs its
+// requests with its device key and a phone its requests with its holder
+// key, and how the authority's answers are signed with a list key that
+// the root-signed trust list names. The authority's server
+// (internal/authority), the checkpoint's sync (sync) and the tools
+// (cmd/authority, cmd/holder) import it.
 package protocol
 
 import (
@@ -29,11 +32,17 @@ const (
 	PathTrust       = "/v1/trust"
 	PathManifest    = "/v1/revocations/manifest"
 	PathChunk       = "/v1/revocations/chunk"
-	PathDeclare     = "/v1/declare"
 	PathAdminRevoke = "/v1/admin/revoke"
 	PathAdminToken  = "/v1/admin/enroll-token"
 	PathAdminStatus = "/v1/admin/status"
-	PathAdminColour = "/v1/admin/colour"
+
+	// A holder's phone (docs/authority.md).
+	PathRegister     = "/v1/register"
+	PathDeclare      = "/v1/declare"
+	PathHolderStatus = "/v1/holder/status"
+	// The operator's and the health departments'.
+	PathAdminRegistrationCode = "/v1/admin/registration-code"
+	PathAdminFeed             = "/v1/admin/feed"
 )
 
 // ContentType of every body.
@@ -58,6 +67,13 @@ const (
 	// outside the authority's window: the authority's time, unsigned, for
 	// dating the next request and nothing else.
 	HeaderServerTime = "Checkpoint-Server-Time"
+	// HeaderHolder names the signer of a holder's request instead of
+	// HeaderDevice: the holder key (hex) on a registration, the subject
+	// pseudonym the registration returned (hex) after it.
+	HeaderHolder = "Checkpoint-Holder"
+	// HeaderNextDeclaration comes with a 429 for a declaration made too
+	// soon: when the next one is allowed (RFC 3339).
+	HeaderNextDeclaration = "Checkpoint-Next-Declaration"
 )
 
 // EnrollRequest enrols a checkpoint with a one-time token from the
@@ -134,22 +150,100 @@ type ChunkInfo struct {
 	Entries int      `cbor:"2,keyasint"`
 }
 
-// Declaration asks for a holder's daily credential: an operator who has
-// checked the holder's ID card sends it with the admin token. It carries no
-// colour: the colour is the authority's (AdminColour), never the caller's,
-// and a declaration with any other field (key 3 was the colour) is
-// refused (DecStrict).
-type Declaration struct {
-	IDNumber  string `cbor:"1,keyasint"`
-	Name      string `cbor:"2,keyasint"`
-	HolderKey []byte `cbor:"4,keyasint"`
+// AdminRegistrationCode asks for a one-time registration code for the
+// person with this ID number and name, whose ID card the operator (an
+// office, named by Operator for the audit) has checked.
+type AdminRegistrationCode struct {
+	IDNumber string `cbor:"1,keyasint"`
+	Name     string `cbor:"2,keyasint"`
+	Operator string `cbor:"3,keyasint"`
 }
 
-// AdminColour sets the colour the authority holds for a subject; the
-// credentials issued before are revoked.
-type AdminColour struct {
-	IDNumber string `cbor:"1,keyasint"`
-	Colour   string `cbor:"2,keyasint"`
+// AdminRegistrationCodeResponse is the code to give the person, and when
+// it expires.
+type AdminRegistrationCodeResponse struct {
+	Code    string    `cbor:"1,keyasint"`
+	Expires time.Time `cbor:"2,keyasint"`
+}
+
+// RegisterRequest registers the holder key that signs the request for
+// the person with this ID number and name, with one proof of who they
+// are: a registration code, or a real-name service's signed assertion.
+type RegisterRequest struct {
+	IDNumber  string `cbor:"1,keyasint"`
+	Name      string `cbor:"2,keyasint"`
+	HolderKey []byte `cbor:"3,keyasint"`
+	Code      string `cbor:"4,keyasint,omitempty"`
+	Assertion []byte `cbor:"5,keyasint,omitempty"`
+}
+
+// RegisterResponse names the holder's subject pseudonym, which signs its
+// later requests; Replaced says another phone's key was replaced (and its
+// credentials revoked).
+type RegisterResponse struct {
+	Subject    []byte    `cbor:"1,keyasint"`
+	Registered time.Time `cbor:"2,keyasint"`
+	Replaced   bool      `cbor:"3,keyasint"`
+}
+
+// Declaration is a holder's declaration, signed by the registered holder
+// key. It carries the form and nothing else: no colour, no name, no ID
+// number (DecStrict refuses any other field).
+type Declaration struct {
+	Fever    bool    `cbor:"1,keyasint"`
+	Symptoms bool    `cbor:"2,keyasint"`
+	Contact  bool    `cbor:"3,keyasint"` // contact with a case
+	Travel   []Visit `cbor:"4,keyasint"`
+}
+
+// Visit is a place a holder declares being at: a region code (GB/T 2260,
+// 2 to 12 digits) on a day (YYYY-MM-DD, China Standard Time).
+type Visit struct {
+	Region string `cbor:"1,keyasint"`
+	Date   string `cbor:"2,keyasint"`
+}
+
+// DeclarationResponse is the credential the declaration got, with the
+// holder's status.
+type DeclarationResponse struct {
+	Credential []byte       `cbor:"1,keyasint"`
+	Status     HolderStatus `cbor:"2,keyasint"`
+}
+
+// HolderStatus is what the authority tells a holder about their colour:
+// the reason codes (never the data behind them), since when, the end of
+// the quarantine, when they may next declare (zero: now), and the last
+// changes.
+type HolderStatus struct {
+	Subject         []byte         `cbor:"1,keyasint" json:"-"`
+	Registered      time.Time      `cbor:"2,keyasint" json:"registered"`
+	Colour          string         `cbor:"3,keyasint" json:"colour"`
+	Reasons         []string       `cbor:"4,keyasint" json:"reasons"`
+	Since           time.Time      `cbor:"5,keyasint" json:"since"`
+	QuarantineEnd   time.Time      `cbor:"6,keyasint" json:"quarantine_end,omitzero"`
+	NextDeclaration time.Time      `cbor:"7,keyasint" json:"next_declaration,omitzero"`
+	History         []ColourChange `cbor:"8,keyasint" json:"history"`
+}
+
+// ColourChange is a change of a holder's colour and why.
+type ColourChange struct {
+	At            time.Time `cbor:"1,keyasint" json:"at"`
+	Colour        string    `cbor:"2,keyasint" json:"colour"`
+	Reasons       []string  `cbor:"3,keyasint" json:"reasons"`
+	QuarantineEnd time.Time `cbor:"4,keyasint" json:"quarantine_end,omitzero"`
+	Cause         string    `cbor:"5,keyasint" json:"cause"`
+}
+
+// FeedResponse answers a feed: applied now, or applied before (the same
+// version with the same content: nothing done); its rows, the subjects it
+// named and how many of their colours it changed; the revocation version
+// its changes made (0: none).
+type FeedResponse struct {
+	Applied           bool   `cbor:"1,keyasint" json:"applied"`
+	Rows              int    `cbor:"2,keyasint" json:"rows"`
+	Subjects          int    `cbor:"3,keyasint" json:"subjects"`
+	Changed           int    `cbor:"4,keyasint" json:"changed"`
+	RevocationVersion uint64 `cbor:"5,keyasint" json:"revocation_version"`
 }
 
 // AdminRevoke revokes a subject's credentials issued at or before Before.
@@ -254,43 +348,64 @@ func init() {
 	}
 }
 
-// The request-signing scheme's name, the first line of what is signed.
-const requestScheme = "checkpoint-request-v2"
+// The request-signing schemes' names, the first line of what is signed:
+// a device's signature cannot pass for a holder's.
+const (
+	requestScheme = "checkpoint-request-v2"
+	holderScheme  = "checkpoint-holder-request-v1"
+)
 
-// signedBytes is what a device signs for a request: everything the
-// authority needs to check before it reads the body, which the
+// signedBytes is what a device or holder signs for a request: everything
+// the authority needs to check before it reads the body, which the
 // Content-SHA256 header then binds.
-func signedBytes(method, uri, at, nonce, contentHash string) []byte {
-	return []byte(requestScheme + "\n" + method + "\n" + uri + "\n" + at + "\n" + nonce + "\n" + contentHash)
+func signedBytes(scheme, method, uri, at, nonce, contentHash string) []byte {
+	return []byte(scheme + "\n" + method + "\n" + uri + "\n" + at + "\n" + nonce + "\n" + contentHash)
 }
 
 // SignRequest adds the device's headers to r, whose body is body: the
 // device, a fresh nonce, the time at (the device's best idea of the
 // authority's time), the body's SHA-256, and the signature over them.
 func SignRequest(r *http.Request, deviceID string, key ed25519.PrivateKey, nonce []byte, at time.Time, body []byte) {
+	sign(r, HeaderDevice, requestScheme, deviceID, key, nonce, at, body)
+}
+
+// SignHolderRequest adds a holder's headers to r, as SignRequest does a
+// device's: holder is the hex holder key on a registration, the hex
+// subject pseudonym after it.
+func SignHolderRequest(r *http.Request, holder string, key ed25519.PrivateKey, nonce []byte, at time.Time, body []byte) {
+	sign(r, HeaderHolder, holderScheme, holder, key, nonce, at, body)
+}
+
+func sign(r *http.Request, idHeader, scheme, id string, key ed25519.PrivateKey, nonce []byte, at time.Time, body []byte) {
 	n := hex.EncodeToString(nonce)
 	t := strconv.FormatInt(at.Unix(), 10)
 	sum := sha256.Sum256(body)
 	h := hex.EncodeToString(sum[:])
-	r.Header.Set(HeaderDevice, deviceID)
+	r.Header.Set(idHeader, id)
 	r.Header.Set(HeaderNonce, n)
 	r.Header.Set(HeaderTime, t)
 	r.Header.Set(HeaderContentSHA256, h)
-	r.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, signedBytes(r.Method, r.URL.RequestURI(), t, n, h))))
+	r.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, signedBytes(scheme, r.Method, r.URL.RequestURI(), t, n, h))))
 }
 
-// ErrUnauthenticated is a request without a valid device signature.
+// ErrUnauthenticated is a request without a valid device (or holder)
+// signature.
 var ErrUnauthenticated = errors.New("request not signed by an enrolled device")
+
+// ErrHolderUnauthenticated is a holder's request without a valid
+// signature of the holder key registered (or, on a registration, of the
+// key it names).
+var ErrHolderUnauthenticated = errors.New("request not signed by the registered holder key")
 
 // ErrBodyMismatch is a body that is not the one the device signed.
 var ErrBodyMismatch = errors.New("request body does not match its signed hash")
 
-// SignedRequest is what a device's signed headers say.
+// SignedRequest is what a device's (or a holder's) signed headers say.
 type SignedRequest struct {
-	Device string
-	Nonce  []byte
-	Time   time.Time // the device's time at signing
-	body   [32]byte  // the SHA-256 the device signed for the body
+	Device string    // the signer: a device id, or a holder's HeaderHolder
+	Nonce  []byte    // the request's nonce
+	Time   time.Time // the signer's time at signing
+	body   [32]byte  // the SHA-256 the signer signed for the body
 }
 
 // VerifyRequest checks a device's signature on r's headers, looking up
@@ -299,34 +414,44 @@ type SignedRequest struct {
 // CheckBody then checks the body against the signed hash. The caller
 // checks the time and the nonce (replays).
 func VerifyRequest(r *http.Request, keyOf func(id string) (ed25519.PublicKey, error)) (SignedRequest, error) {
+	return verify(r, HeaderDevice, requestScheme, ErrUnauthenticated, keyOf)
+}
+
+// VerifyHolderRequest checks a holder's signature on r's headers as
+// VerifyRequest does a device's; keyOf gets the HeaderHolder value.
+func VerifyHolderRequest(r *http.Request, keyOf func(id string) (ed25519.PublicKey, error)) (SignedRequest, error) {
+	return verify(r, HeaderHolder, holderScheme, ErrHolderUnauthenticated, keyOf)
+}
+
+func verify(r *http.Request, idHeader, scheme string, fail error, keyOf func(id string) (ed25519.PublicKey, error)) (SignedRequest, error) {
 	var sr SignedRequest
-	sr.Device = r.Header.Get(HeaderDevice)
+	sr.Device = r.Header.Get(idHeader)
 	n, t, h := r.Header.Get(HeaderNonce), r.Header.Get(HeaderTime), r.Header.Get(HeaderContentSHA256)
 	sig, err := base64.StdEncoding.DecodeString(r.Header.Get(HeaderSignature))
 	if sr.Device == "" || len(sr.Device) > 64 || err != nil || len(sig) != ed25519.SignatureSize {
-		return sr, ErrUnauthenticated
+		return sr, fail
 	}
 	if sr.Nonce, err = hex.DecodeString(n); err != nil || len(sr.Nonce) < 8 || len(sr.Nonce) > 64 {
-		return sr, ErrUnauthenticated
+		return sr, fail
 	}
 	// Any time parses, before 1970 too: a device whose clock is that far
 	// off is told the authority's time, not that its signature failed.
 	unix, err := strconv.ParseInt(t, 10, 64)
 	if err != nil {
-		return sr, ErrUnauthenticated
+		return sr, fail
 	}
 	sr.Time = time.Unix(unix, 0).UTC()
 	sum, err := hex.DecodeString(h)
 	if err != nil || len(sum) != sha256.Size {
-		return sr, ErrUnauthenticated
+		return sr, fail
 	}
 	sr.body = [32]byte(sum)
 	key, err := keyOf(sr.Device)
 	if err != nil {
-		return sr, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+		return sr, fmt.Errorf("%w: %v", fail, err)
 	}
-	if !ed25519.Verify(key, signedBytes(r.Method, r.URL.RequestURI(), t, n, h), sig) {
-		return sr, ErrUnauthenticated
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, signedBytes(scheme, r.Method, r.URL.RequestURI(), t, n, h), sig) {
+		return sr, fail
 	}
 	return sr, nil
 }

@@ -125,3 +125,34 @@ func FuzzDecodeChunk(f *testing.F) {
 		}
 	})
 }
+
+// TestHolderRequests: a holder's request verifies as a holder's, with its
+// own header; a device's signature over the same request does not pass
+// for a holder's, nor a holder's for a device's.
+func TestHolderRequests(t *testing.T) {
+	holderKeyOf := func(id string) (ed25519.PublicKey, error) {
+		if id != "holder-1" {
+			return nil, errors.New("unknown holder")
+		}
+		return testKey.Public().(ed25519.PublicKey), nil
+	}
+	r := httptest.NewRequest(http.MethodPost, PathDeclare, strings.NewReader("form"))
+	SignHolderRequest(r, "holder-1", testKey, []byte("0123456789abcdef"), testAt, []byte("form"))
+	sr, err := VerifyHolderRequest(r, holderKeyOf)
+	if err != nil || sr.Device != "holder-1" || sr.CheckBody([]byte("form")) != nil {
+		t.Fatalf("holder request: %+v %v", sr, err)
+	}
+	if _, err := VerifyRequest(r, keyOf); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("a holder's request verified as a device's: %v", err)
+	}
+	// The same key signing as a device, the header renamed: refused.
+	d := signed("form")
+	d.Header.Set(HeaderHolder, "holder-1")
+	if _, err := VerifyHolderRequest(d, holderKeyOf); !errors.Is(err, ErrHolderUnauthenticated) {
+		t.Errorf("a device's signature passed for a holder's: %v", err)
+	}
+	r.Header.Set(HeaderHolder, "holder-2")
+	if _, err := VerifyHolderRequest(r, holderKeyOf); !errors.Is(err, ErrHolderUnauthenticated) {
+		t.Errorf("another holder: %v", err)
+	}
+}
