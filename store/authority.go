@@ -31,11 +31,12 @@ var (
 	aRevs      = []byte("revocations")
 	aByVersion = []byte("revocations.by_version")
 	aByDrop    = []byte("revocations.by_drop")
-	aHolders   = []byte("holders")
-	aColours   = []byte("colours")
 	// aPurged holds, per device, the ranges it declared purged before
 	// upload (ForcedPurge, keyed by To).
 	aPurged = []byte("purged")
+	// The holders' buckets are in authority_holders.go. A file from before
+	// holders declared themselves also has "holders" and "colours", the
+	// operator's declarations, which nothing reads any more.
 
 	aKeyRevVersion = []byte("revocations.version")
 	aKeyRevSet     = []byte("revocations.set")
@@ -62,7 +63,7 @@ func OpenAuthority(path string) (*Authority, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aHolders, aColours, aPurged}, holderBuckets...) {
+		for _, b := range append([][]byte{aMeta, aDevices, aTokens, aEvents, aMarks, aRevs, aByVersion, aByDrop, aPurged}, holderBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -590,94 +591,6 @@ func (a *Authority) RevocationItems(since uint64) (items []RevEntry, snapshot bo
 		return nil
 	})
 	return items, snapshot, version, set, err
-}
-
-// Declare served the operator's declarations, before holders declared
-// themselves (UpdateHolder); the server no longer calls it, nor SetColour.
-//
-// Declare records a holder's declaration at now and has issue make the
-// credential, in one transaction: issue gets the colour the authority
-// holds for the subject ("" for none) and the issue time, now or, if the
-// colour was set in this very second, the second after (a colour change
-// revokes the credentials issued at or before it). Nothing is recorded if
-// issue fails, or if the last declaration was less than gap ago; Declare
-// then reports false and when the next one is allowed. issue must not use
-// the database.
-func (a *Authority) Declare(subject [SubjectSize]byte, now time.Time, gap time.Duration,
-	issue func(colour string, at time.Time) error) (bool, time.Time, error) {
-	ok := false
-	var next time.Time
-	err := a.db.Update(func(tx *bolt.Tx) error {
-		h := tx.Bucket(aHolders)
-		if last := h.Get(subject[:]); len(last) == 8 {
-			if next = time.Unix(int64(binary.BigEndian.Uint64(last)), 0).Add(gap); now.Before(next) {
-				return nil
-			}
-		}
-		var c colourRecord
-		if raw := tx.Bucket(aColours).Get(subject[:]); raw != nil {
-			if err := decMode.Unmarshal(raw, &c); err != nil {
-				return err
-			}
-		}
-		at := now
-		if after := c.Since.Add(time.Second); c.Colour != "" && at.Before(after) {
-			at = after
-		}
-		if err := issue(c.Colour, at); err != nil {
-			return err
-		}
-		ok = true
-		return h.Put(subject[:], u64(uint64(now.Unix())))
-	})
-	return ok, next, err
-}
-
-// colourRecord is the colour the authority holds for a subject, and
-// since when.
-type colourRecord struct {
-	Colour string    `cbor:"1,keyasint"`
-	Since  time.Time `cbor:"2,keyasint"`
-}
-
-// Colour returns the colour the authority holds for a subject ("" for
-// none).
-func (a *Authority) Colour(subject [SubjectSize]byte) (string, error) {
-	var c colourRecord
-	err := a.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(aColours).Get(subject[:])
-		if raw == nil {
-			return nil
-		}
-		return decMode.Unmarshal(raw, &c)
-	})
-	return c.Colour, err
-}
-
-// SetColour records a subject's colour from at and adds rev, the
-// revocation of the credentials issued at or before at, in one
-// transaction, whether or not the colour changed: setting a colour again
-// revokes again, so a set that failed half-way cannot leave credentials of
-// the old colour standing. It also forgets the subject's last declaration:
-// a holder whose colour was set may declare at once. It returns the
-// revocation version.
-func (a *Authority) SetColour(subject [SubjectSize]byte, colour string, at time.Time, rev RevEntry) (uint64, error) {
-	raw, err := encMode.Marshal(colourRecord{Colour: colour, Since: at})
-	if err != nil {
-		return 0, err
-	}
-	var version uint64
-	err = a.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(aColours).Put(subject[:], raw); err != nil {
-			return err
-		}
-		if err := tx.Bucket(aHolders).Delete(subject[:]); err != nil {
-			return err
-		}
-		version, err = a.revoke(tx, []RevEntry{rev})
-		return err
-	})
-	return version, err
 }
 
 // TrustList returns the trust list the authority serves.

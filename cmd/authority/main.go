@@ -15,7 +15,7 @@
 //	                --colour green|yellow|red --region R [--at TIME] [--valid 24h] --out credential.cbor
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
 //	authority revoke --server URL --token FILE --id-number N [--before TIME]
-//	authority serve --keys DIR --db FILE --trust trust.cbor [--region R] [--listen 127.0.0.1:8420]
+//	authority serve --keys DIR --db FILE|postgres://… --trust trust.cbor [--region R] [--listen 127.0.0.1:8420]
 //	                [--tls-cert FILE --tls-key FILE] [--rules rules.json] [--feed-key feed.pub]...
 //	                [--realname-key realname.pub]... [--code-validity 15m]
 //	authority enroll-token --server URL --token FILE --name NAME
@@ -24,12 +24,13 @@
 //	authority feed --server URL --token FILE --key feed.key --kind risk_areas|cases|close_contacts
 //	               --version V (--csv FILE | --json FILE) [--at TIME]
 //	authority realname-assert --key realname.key --id-number N --name NAME --holder holder.pub [--valid 10m] --out FILE
-//	authority unseal --keys DIR --db FILE
+//	authority unseal --keys DIR --db FILE|postgres://…
 //
-// ID numbers must be valid 18-character GB 11643 numbers. --region is the
-// issuing region the credentials carry, e.g. 44 (a province): never a part of
-// the holder's ID number. Times are RFC 3339, durations Go-style (24h). Exit
-// status 2 means a usage error.
+// --db is a bbolt file's path or a PostgreSQL connection string
+// (docs/database.md). ID numbers must be valid 18-character GB 11643
+// numbers. --region is the issuing region the credentials carry, e.g. 44
+// (a province): never a part of the holder's ID number. Times are RFC
+// 3339, durations Go-style (24h). Exit status 2 means a usage error.
 package main
 
 import (
@@ -72,7 +73,7 @@ commands:
   feed           send a health department's signed risk feed (risk areas, cases, close contacts)
   realname-assert
                  sign a real-name service's assertion that a person controls a holder key
-  unseal         read the ID numbers checkpoints sealed to the event key (server stopped)
+  unseal         read the ID numbers checkpoints sealed to the event key (a bbolt file: server stopped)
 
 Run authority <command> -h for the flags of a command.
 `

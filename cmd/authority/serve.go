@@ -34,7 +34,7 @@ func fileExists(p string) bool {
 func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := newFlags("serve")
 	keys := fl.String("keys", "", "directory of the authority's keys (issuer.key, list.key, pseudonym.key; admin.token is made there)")
-	dbPath := fl.String("db", "", "database file")
+	dbPath := fl.String("db", "", dbHelp)
 	trustPath := fl.String("trust", "", "signed trust list to serve (it must name list.pub)")
 	listen := fl.String("listen", "127.0.0.1:8420", "address to listen on")
 	code := fl.String("issuer-code", "HC", "issuer code of the credentials it issues to holders")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -14,13 +13,25 @@ import (
 	"github.com/checkpointd/checkpoint/store/postgres"
 )
 
-// storage is what serve needs of its database: the server's Storage, the
-// trust list to serve, and closing.
+// storage is what the commands need of the database: the server's
+// Storage, the trust list to serve, the events held (unseal), and closing.
 type storage interface {
 	authority.Storage
 	SetTrustList(raw []byte) error
+	DeviceEvents(device string, from uint64, limit int) ([]store.Event, error)
 	Close() error
 }
+
+// Both databases keep all of it.
+var (
+	_ storage           = (*store.Authority)(nil)
+	_ storage           = (*postgres.Store)(nil)
+	_ authority.Storage = (*postgres.Store)(nil)
+)
+
+// dbHelp describes the --db flag of the commands that open the database.
+const dbHelp = "the authority's database: a bbolt file's path, or a PostgreSQL connection string " +
+	"(postgres://… or postgresql://… URL, or host=… dbname=…; no password in it: PGPASSWORD or ~/.pgpass; docs/database.md)"
 
 // isPostgres reports whether --db names a PostgreSQL (or CockroachDB)
 // database rather than a bbolt file: a postgres:// or postgresql:// URL,
@@ -55,13 +66,5 @@ func openStorage(db string, clk clock.Clock) (storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Checked when it runs, so that the build does not break while the
-	// server's Storage grows ahead of the PostgreSQL store.
-	var v any = pg
-	st, ok := v.(storage)
-	if !ok {
-		pg.Close()
-		return nil, errors.New("the PostgreSQL store does not yet keep everything this authority's server needs: use a bbolt file for --db")
-	}
-	return st, nil
+	return pg, nil
 }

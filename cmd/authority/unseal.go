@@ -11,17 +11,17 @@ import (
 	"github.com/checkpointd/checkpoint/internal/cli"
 	"github.com/checkpointd/checkpoint/internal/clock"
 	"github.com/checkpointd/checkpoint/internal/keyfile"
-	"github.com/checkpointd/checkpoint/store"
 )
 
 // unseal lists the passages of people without a code that the
 // checkpoints uploaded, with the ID number each sealed to the authority's
 // event key: the authority's record for contact tracing. It reads the
-// database of a stopped authority.
-func unseal(args []string, _ clock.Clock, stdout io.Writer) error {
+// database --db names: a bbolt file, of a stopped authority (the server
+// holds the file), or a PostgreSQL database, while the servers run.
+func unseal(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl := newFlags("unseal")
 	keys := fl.String("keys", "", "directory of the authority's keys (event.key)")
-	dbPath := fl.String("db", "", "the authority's database (the server stopped)")
+	dbPath := fl.String("db", "", dbHelp+" (a bbolt file: the server stopped)")
 	if err := cli.Parse(fl, args, "keys", "db"); err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func unseal(args []string, _ clock.Clock, stdout io.Writer) error {
 	var priv, pub [32]byte
 	copy(priv[:], k.Bytes())
 	copy(pub[:], k.PublicKey().Bytes())
-	db, err := store.OpenAuthority(*dbPath)
+	db, err := openStorage(*dbPath, clk)
 	if err != nil {
 		return err
 	}

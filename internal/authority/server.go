@@ -6,9 +6,9 @@
 // takes the health departments' signed risk feeds, and decides each
 // holder's colour by its rules (internal/rules), issuing credentials to
 // the registered holder key only (docs/authority.md). cmd/authority's
-// serve command runs it; its storage is behind the Storage interface
-// (store.Authority implements it), so that a database server can replace
-// bbolt.
+// serve command runs it; its storage is behind the Storage interface,
+// which store.Authority implements in bbolt and store/postgres on a
+// database server.
 //
 // Every client is taken for hostile until it has proved otherwise: a
 // device's or a holder's signed headers are checked before its body is

@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkpointd/checkpoint/internal/pgtest"
 	"github.com/checkpointd/checkpoint/internal/scene"
 )
 
 // holderAuthority makes an authority's keys, a feed key and a real-name
 // service key, a trust list and rules.json (rules), and starts the
-// authority with them. It returns its URL.
-func holderAuthority(t *testing.T, dir, rules string) (string, *authorityProc) {
+// authority with them and the flags extra. It returns its URL.
+func holderAuthority(t *testing.T, dir, rules string, extra ...string) (string, *authorityProc) {
 	t.Helper()
 	must(t, dir, "authority", "keygen", "--out", "auth")
 	must(t, dir, "authority", "keygen", "--kind", "feed", "--out", "health")
@@ -26,8 +27,8 @@ func holderAuthority(t *testing.T, dir, rules string) (string, *authorityProc) {
 		t.Fatal(err)
 	}
 	addr := freePort(t)
-	auth := startAuthority(t, dir, addr, "--region", "44", "--feed-key", "health/feed.pub",
-		"--realname-key", "realname/realname.pub", "--rules", "rules.json")
+	auth := startAuthority(t, dir, addr, append([]string{"--region", "44", "--feed-key", "health/feed.pub",
+		"--realname-key", "realname/realname.pub", "--rules", "rules.json"}, extra...)...)
 	return "http://" + addr, auth
 }
 
@@ -43,10 +44,16 @@ func writeFile(t *testing.T, dir, name, content string) {
 // real-name assertion, declares, and gets the colour the rules give;
 // a used code, another person's code and a second declaration the same
 // day are refused, and say why.
-func TestHolderCommands(t *testing.T) {
+func TestHolderCommands(t *testing.T) { testHolderCommands(t) }
+
+// TestHolderCommandsPostgres is TestHolderCommands with the authority's
+// database on PostgreSQL (a throwaway server of the test's own).
+func TestHolderCommandsPostgres(t *testing.T) { testHolderCommands(t, "--db", pgtest.New(t)) }
+
+func testHolderCommands(t *testing.T, extra ...string) {
 	readSources()
 	dir := t.TempDir()
-	server, auth := holderAuthority(t, dir, `{"close_contact": {"quarantine": "1h"}}`)
+	server, auth := holderAuthority(t, dir, `{"close_contact": {"quarantine": "1h"}}`, extra...)
 	defer auth.kill()
 	const id, name = "11010519491231002X", "张三丰"
 	const other, otherName = "44030519880506122X", "王芳"

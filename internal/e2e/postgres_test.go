@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/checkpointd/checkpoint/internal/authority"
+	naclbox "golang.org/x/crypto/nacl/box"
+
+	"github.com/checkpointd/checkpoint/internal/keyfile"
 	"github.com/checkpointd/checkpoint/internal/pgtest"
 	"github.com/checkpointd/checkpoint/store"
 	"github.com/checkpointd/checkpoint/store/postgres"
@@ -24,13 +27,10 @@ import (
 // restarted; the checkpoint records more in between, so that each round
 // has uploads to make. After the last
 // sync the database must hold every event exactly once, as the checkpoint
-// recorded it, each linked to the one before.
+// recorded it, each linked to the one before, and authority unseal must
+// read the one ID number a passage sealed from it.
 func TestKill9WhileUploadingPostgres(t *testing.T) {
 	readSources()
-	if _, ok := any((*postgres.Store)(nil)).(authority.Storage); !ok {
-		// authority serve refuses to start on it then (cmd/authority/storage.go).
-		t.Skip("the PostgreSQL store does not yet implement all of the server's Storage")
-	}
 	dsn := pgtest.New(t)
 	dir := t.TempDir()
 	addr := freePort(t)
@@ -69,6 +69,29 @@ batch = 50
 		total += n
 	}
 	recordEvents(1000)
+	// A person without a code, whose ID number the box sealed to the
+	// authority's event key: authority unseal reads it from PostgreSQL.
+	eventKey, err := keyfile.ReadEventPublic(filepath.Join(dir, "auth", "event.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const number = "44030519880506122X"
+	sealed, err := naclbox.SealAnonymous(nil, []byte(number), (*[32]byte)(eventKey.Bytes()), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		b, err := store.OpenBox(filepath.Join(dir, "cp.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if _, err := b.Record(context.Background(), store.Event{Time: time.Now(), Kind: "scan", Decision: "pass", Gate: "gate-pg",
+			ID: &store.IDRecord{Check: "only", Sealed: sealed}}); err != nil {
+			t.Fatal(err)
+		}
+		total++
+	}()
 
 	wantKills := 6
 	if s := os.Getenv("UPLOAD_KILLS"); s != "" {
@@ -154,6 +177,10 @@ batch = 50
 			t.Fatalf("event %d at the authority differs from the box's or breaks the chain", i+1)
 		}
 		prev = e.Hash
+	}
+	out := must(t, dir, "authority", "unseal", "--keys", "auth", "--db", dsn)
+	if !strings.Contains(out, "event 1001,") || !strings.Contains(out, "ID number "+number) || !strings.Contains(out, "1 sealed ID numbers") {
+		t.Errorf("authority unseal on PostgreSQL:\n%s", out)
 	}
 	t.Logf("%d rounds, %d kills of the authority (%d during the catch-up), %d events held once each", rounds+1, kills, inCatchUp, len(held))
 }

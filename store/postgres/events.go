@@ -185,7 +185,8 @@ func wrap(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, e := range []error{store.ErrGap, store.ErrConflict, store.ErrBadEvent, store.ErrUnknownDevice, store.ErrBadToken, ErrClosed} {
+	for _, e := range []error{store.ErrGap, store.ErrConflict, store.ErrBadEvent, store.ErrUnknownDevice, store.ErrBadToken,
+		store.ErrBadProof, store.ErrUnknownHolder, store.ErrFeedVersion, store.ErrFeedKind, ErrClosed} {
 		if errors.Is(err, e) {
 			return err
 		}

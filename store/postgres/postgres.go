@@ -1,23 +1,26 @@
 // Package postgres keeps the reference authority's database on PostgreSQL,
 // for an authority that serves a province: the same enrolled devices and
-// their events, revocations by version, holders' declarations and colours,
-// and trust list as store.Authority keeps in bbolt, with the same
-// semantics and the same errors (store.ErrGap, store.ErrConflict,
-// store.ErrBadEvent, store.ErrUnknownDevice, store.ErrBadToken), so that
-// internal/authority's server runs on either. cmd/authority opens it when
-// `authority serve --db` is a postgres:// URL or a host= connection
-// string; bbolt stays the embedded default.
+// their events, revocations by version, holders (their keys, colours and
+// histories), registration proofs, risk data and feeds, and trust list as
+// store.Authority keeps in bbolt, with the same semantics and the same
+// errors (store.ErrGap, store.ErrConflict, store.ErrBadEvent,
+// store.ErrUnknownDevice, store.ErrBadToken, store.ErrBadProof,
+// store.ErrUnknownHolder, store.ErrFeedVersion, store.ErrFeedKind), so
+// that internal/authority's server runs on either. cmd/authority opens it
+// when --db is a postgres:// URL or a host= connection string; bbolt stays
+// the embedded default.
 //
 // Several authority processes may share one database: every change is one
 // transaction, and what must not happen twice at once is serialised by a
 // row lock (a device's row for its uploads, the revocation state's row for
-// revocation versions, a holder's row for declarations); transactions that
-// the database refuses as a serialisation failure or a deadlock are
-// retried. The schema is versioned in migrations/ and applied at start
-// under an advisory lock. Events are partitioned by the day they were
-// received. The SQL is the subset CockroachDB also accepts, but for the
-// events table's partitioning and the advisory lock, which are PostgreSQL's
-// only (docs/database.md).
+// revocation versions, a subject's row for its registrations, declarations
+// and the feeds that name it, a feed kind's and issuer's row for its
+// versions); transactions that the database refuses as a serialisation
+// failure or a deadlock are retried. The schema is versioned in
+// migrations/ and applied at start under an advisory lock. Events are
+// partitioned by the day they were received. The SQL is the subset
+// CockroachDB also accepts, but for the events table's partitioning and
+// the advisory lock, which are PostgreSQL's only (docs/database.md).
 //
 // It lives beside store/ and not in it: store is the only user of bbolt
 // and is linked into every checkpoint, which has no use for a database

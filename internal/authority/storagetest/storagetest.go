@@ -2,7 +2,8 @@
 // implementation of internal/authority's Storage must pass it, with the
 // semantics of store.Authority (tokens, uploads checked against the hash
 // chain and stored once, purge declarations, revocation versions and
-// digests, declarations and colours), also when called from many
+// digests, registrations on a proof, holders' colours and histories,
+// risk areas, feeds applied once per version), also when called from many
 // goroutines at once. store's tests run it on bbolt, store/postgres's on
 // PostgreSQL; nothing else imports it.
 package storagetest
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkpointd/checkpoint/internal/authority"
 	"github.com/checkpointd/checkpoint/store"
 )
 
@@ -35,16 +37,25 @@ type Storage interface {
 	Expire(now time.Time) (uint64, int, error)
 	RevocationState() (uint64, store.SetDigest, error)
 	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
-	Declare(subject [store.SubjectSize]byte, now time.Time, gap time.Duration,
-		issue func(colour string, at time.Time) error) (bool, time.Time, error)
-	SetColour(subject [store.SubjectSize]byte, colour string, at time.Time, rev store.RevEntry) (uint64, error)
 	TrustList() ([]byte, error)
 	Devices() ([]store.EnrolledDevice, error)
+
+	AddRegistrationCode(c store.RegistrationCode) error
+	Register(r store.Registration) (store.Registered, error)
+	ExpireProofs(now time.Time) (int, error)
+	Holder(subject [store.SubjectSize]byte) (store.Holder, error)
+	UpdateHolder(subject [store.SubjectSize]byte, fn func(store.Holder) (*store.HolderUpdate, error)) (uint64, error)
+	ColourHistory(subject [store.SubjectSize]byte, limit int) ([]store.ColourChange, error)
+	RiskAreas(regions []string) ([]store.RiskArea, error)
+	ApplyFeed(f store.FeedUpdate, reassess func(store.Holder) (*store.HolderUpdate, error)) (store.FeedResult, error)
 
 	DeviceEvents(device string, from uint64, limit int) ([]store.Event, error)
 	Purged(device string) ([]store.ForcedPurge, error)
 	SetTrustList(raw []byte) error
 }
+
+// The suite asks for all the server keeps.
+var _ authority.Storage = Storage(nil)
 
 // Open returns a new, empty storage for a test, closed when the test ends.
 type Open func(t *testing.T) Storage
@@ -66,12 +77,23 @@ func Run(t *testing.T, open Open) {
 		{"DeviceEvents", testDeviceEvents},
 		{"RevocationExpiryAndDeltas", testExpiryAndDeltas},
 		{"RevocationDigests", testRevocationDigests},
-		{"DeclareAndSetColour", testDeclareAndSetColour},
 		{"TrustList", testTrustList},
 		{"ConcurrentUploads", testConcurrentUploads},
 		{"ConcurrentEnrolments", testConcurrentEnrolments},
-		{"ConcurrentDeclarations", testConcurrentDeclarations},
 		{"ConcurrentRevocations", testConcurrentRevocations},
+
+		// holders.go
+		{"Register", testRegister},
+		{"RegisterKeepsColour", testRegisterKeepsColour},
+		{"UpdateHolder", testUpdateHolder},
+		{"ColourStateKept", testColourStateKept},
+		{"ApplyFeed", testApplyFeed},
+		{"FeedVersions", testFeedVersions},
+		{"RiskAreas", testRiskAreas},
+		{"ConcurrentRegistrations", testConcurrentRegistrations},
+		{"ConcurrentHolderUpdates", testConcurrentHolderUpdates},
+		{"ConcurrentFeedAndDeclarations", testConcurrentFeedAndDeclarations},
+		{"ConcurrentFeeds", testConcurrentFeeds},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -586,73 +608,6 @@ func testRevocationDigests(t *testing.T, st Storage) {
 	}
 }
 
-// testDeclareAndSetColour: a declaration reads the colour, checks the gap
-// and records itself in one transaction with the issue; a failed issue
-// records nothing; a colour set revokes every time and clears the gap; a
-// declaration in the second of a colour change is dated after the
-// change's cut-off.
-func testDeclareAndSetColour(t *testing.T, st Storage) {
-	s := subj('p')
-	type issued struct {
-		colour string
-		at     time.Time
-	}
-	var got []issued
-	issue := func(colour string, at time.Time) error {
-		got = append(got, issued{colour, at})
-		return nil
-	}
-	failed := errors.New("signing failed")
-	if ok, _, err := st.Declare(s, t0, 24*time.Hour, func(string, time.Time) error { return failed }); ok || !errors.Is(err, failed) {
-		t.Fatalf("a failed issue: %v, %v", ok, err)
-	}
-	if ok, _, err := st.Declare(s, t0, 24*time.Hour, issue); !ok || err != nil {
-		t.Fatalf("after a failed issue the declaration of the day was refused: %v, %v", ok, err)
-	}
-	if ok, next, err := st.Declare(s, t0.Add(time.Hour), 24*time.Hour, issue); ok || err != nil || !next.Equal(t0.Add(24*time.Hour)) {
-		t.Fatalf("a second declaration within the day: %v, next %v, %v", ok, next, err)
-	}
-	rev := func(at time.Time) store.RevEntry {
-		return store.RevEntry{Subject: s, Before: at.Unix(), DropAfter: at.Add(30 * 24 * time.Hour).Unix()}
-	}
-	change := t0.Add(2 * time.Hour)
-	if v, err := st.SetColour(s, "red", change, rev(change)); err != nil || v != 1 {
-		t.Fatalf("set red: version %d, %v", v, err)
-	}
-	if v, err := st.SetColour(s, "red", change, rev(change)); err != nil || v != 2 {
-		t.Fatalf("red set again: version %d, %v; want 2", v, err)
-	}
-	if ok, _, err := st.Declare(s, change, 24*time.Hour, issue); !ok || err != nil {
-		t.Fatalf("a declaration right after the colour was set: %v, %v", ok, err)
-	}
-	// A day later, declared again: allowed, and told when the gap ended.
-	if ok, next, err := st.Declare(s, change.Add(25*time.Hour), 24*time.Hour, issue); !ok || err != nil || !next.Equal(change.Add(24*time.Hour)) {
-		t.Fatalf("a declaration the next day: %v, next %v, %v", ok, next, err)
-	}
-	want := []issued{{"", t0}, {"red", change.Add(time.Second)}, {"red", change.Add(25 * time.Hour)}}
-	if len(got) != len(want) {
-		t.Fatalf("issued %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i].colour != want[i].colour || !got[i].at.Equal(want[i].at) {
-			t.Errorf("issued %v, want %v", got, want)
-		}
-	}
-	items, _, _, set, _ := st.RevocationItems(0)
-	if set.Count != 1 || len(items) != 1 || items[0].Before != change.Unix() {
-		t.Errorf("revocations %+v (%d entries)", items, set.Count)
-	}
-	// Another subject's colour is its own.
-	if ok, _, err := st.Declare(subj('q'), change, 24*time.Hour, func(colour string, _ time.Time) error {
-		if colour != "" {
-			return fmt.Errorf("colour %q", colour)
-		}
-		return nil
-	}); !ok || err != nil {
-		t.Errorf("another subject: %v, %v", ok, err)
-	}
-}
-
 func testTrustList(t *testing.T, st Storage) {
 	if raw, err := st.TrustList(); err != nil || len(raw) != 0 {
 		t.Fatalf("no trust list yet: %x, %v", raw, err)
@@ -752,37 +707,6 @@ func testConcurrentEnrolments(t *testing.T, st Storage) {
 	}
 	if ds, _ := st.Devices(); len(ds) != 1 {
 		t.Errorf("%d devices", len(ds))
-	}
-}
-
-func testConcurrentDeclarations(t *testing.T, st Storage) {
-	s := subj('d')
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	allowed, issued := 0, 0
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, _, err := st.Declare(s, t0, 24*time.Hour, func(string, time.Time) error {
-				mu.Lock()
-				issued++
-				mu.Unlock()
-				return nil
-			})
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				mu.Lock()
-				allowed++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if allowed != 1 || issued < 1 {
-		t.Errorf("six declarations at once: %d allowed, %d issued", allowed, issued)
 	}
 }
 
