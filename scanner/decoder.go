@@ -3,6 +3,7 @@ package scanner
 import (
 	"image"
 	"math"
+	"math/bits"
 	"sort"
 	"time"
 
@@ -33,9 +34,10 @@ type Result struct {
 // DecoderOptions tune a Decoder.
 type DecoderOptions struct {
 	// Budget bounds the time spent on one image; once it is spent the
-	// cascade stops at the next stage boundary. Zero means 60ms for a
-	// camera's frames, of which 30 come each second, and 2s for Still
-	// images, each of which is read once.
+	// cascade stops at the next stage boundary. Zero means 25ms for a
+	// camera's frames, less than the 33ms between two frames at 30 a
+	// second (docs/scanner.md gives the measurements behind it), and 2s
+	// for Still images, each of which is read once.
 	Budget time.Duration
 	// Still enables the stages meant for single photos (whole-image
 	// passes, inverted codes), which a live camera can do without.
@@ -51,7 +53,27 @@ type Decoder struct {
 	opts  DecoderOptions
 	clahe gocv.CLAHE
 	hints map[gozxing.DecodeHintType]any
+
+	// Buffers kept from frame to frame: the grey image, the pyramid's
+	// halvings, a threshold, the contrast gate (at full and half
+	// resolution) and the kernels that make it.
+	grey, bin, grad, mask1, mask2 gocv.Mat
+	meanHalf, meanFull, local     gocv.Mat
+	kernel3, kernel5              gocv.Mat
+	levels                        [3]gocv.Mat
+	// nlevels is how many of levels the current image has: a small one
+	// stops early, and the rest hold an earlier image's.
+	nlevels int
+	// early counts the frames in a row on which the search stopped at the
+	// first code read, before the full-resolution pass.
+	early int
 }
+
+// fullEvery is how many camera frames in a row may stop at the first code
+// read, skipping the rest of the search: every fullEvery-th frame with a
+// code searches all of it, so that a second code in view is read within
+// that many frames.
+const fullEvery = 4
 
 // NewDecoder returns a decoder.
 func NewDecoder(opts DecoderOptions) *Decoder {
@@ -60,62 +82,123 @@ func NewDecoder(opts DecoderOptions) *Decoder {
 	case opts.Still:
 		opts.Budget = 2 * time.Second
 	default:
-		opts.Budget = 60 * time.Millisecond
+		opts.Budget = 25 * time.Millisecond
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.System{}
 	}
 	return &Decoder{
-		opts:  opts,
-		clahe: gocv.NewCLAHEWithParams(2.5, image.Pt(4, 4)),
-		hints: map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true},
+		opts:     opts,
+		clahe:    gocv.NewCLAHEWithParams(2.5, image.Pt(4, 4)),
+		hints:    map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true},
+		grey:     gocv.NewMat(),
+		bin:      gocv.NewMat(),
+		grad:     gocv.NewMat(),
+		mask1:    gocv.NewMat(),
+		mask2:    gocv.NewMat(),
+		meanHalf: gocv.NewMat(),
+		meanFull: gocv.NewMat(),
+		local:    gocv.NewMat(),
+		kernel3:  gocv.GetStructuringElement(gocv.MorphRect, image.Pt(3, 3)),
+		kernel5:  gocv.GetStructuringElement(gocv.MorphRect, image.Pt(5, 5)),
+		levels:   [3]gocv.Mat{gocv.NewMat(), gocv.NewMat(), gocv.NewMat()},
 	}
 }
 
 // Close releases the decoder's OpenCV objects.
 func (d *Decoder) Close() error {
+	for _, m := range append([]gocv.Mat{d.grey, d.bin, d.grad, d.mask1, d.mask2, d.meanHalf, d.meanFull, d.local, d.kernel3, d.kernel5}, d.levels[:]...) {
+		m.Close()
+	}
 	return d.clahe.Close()
 }
 
 // Decode reads the QR codes in img, a BGR or grey image. It returns none
 // when there is no readable code: that is an outcome, not an error.
+//
+// The finder search runs on the coarse levels of the pyramid first (an
+// eighth, a quarter and half the resolution), whose triples are tried
+// before the full resolution is searched. A camera frame stops at the
+// first code read, except every fullEvery-th frame in a row; a still image
+// is searched whole.
 func (d *Decoder) Decode(img gocv.Mat) []Result {
 	start := d.opts.Clock.Now()
 	over := func() bool { return d.opts.Clock.Now().Sub(start) > d.opts.Budget }
 	g := img
 	if img.Channels() != 1 {
-		g = gocv.NewMat()
-		defer g.Close()
-		gocv.CvtColor(img, &g, gocv.ColorBGRToGray)
+		gocv.CvtColor(img, &d.grey, gocv.ColorBGRToGray)
+		g = d.grey
 	} else if !img.IsContinuous() {
-		g = img.Clone()
-		defer g.Close()
+		img.CopyTo(&d.grey)
+		g = d.grey
+	}
+	stopEarly := !d.opts.Still && d.early < fullEvery-1
+	// A camera frame's triples past the first two get the first stage
+	// only: the next frame is a better second chance than the fallbacks.
+	fallbacks := 2
+	if d.opts.Still {
+		fallbacks = math.MaxInt
 	}
 	var results []Result
-	var used [][3]finder
+	var used, tried [][3]finder
 	frame := grey{pixels(g), g.Cols(), g.Rows()}
-	cands := d.finders(g)
 	try := func(ts [][3]finder, stage string) {
 		for _, t := range ts {
-			if over() {
+			if over() || (stopEarly && len(results) > 0) {
 				break
 			}
-			if sharesFinder(t, used) {
+			tried = append(tried, t)
+			if sharesFinder(t, used) { // a code read from another triple
 				continue
 			}
-			if r, ok := d.decodeRegion(g, t, over); ok && !seen(results, r.Text) {
+			// Once a code is read, the others get the first stage only.
+			first := len(results) > 0 || fallbacks <= 0
+			fallbacks--
+			r, ok := d.decodeRegion(g, t, over, first)
+			if ok && !seen(results, r.Text) {
 				r.Stage = stage + "/" + r.Stage
 				results = append(results, r)
 				used = append(used, t)
 			}
 		}
 	}
-	try(triples(frame, cands, 6), "triple")
-	if len(results) == 0 {
-		try(completions(frame, cands, 4), "pair")
+	gFull, gHalf := d.pyramid(g)
+	cands := d.coarseFinders(gHalf)
+	try(triples(frame, cands, 6, used, tried), "triple")
+	if stopEarly && len(results) > 0 {
+		d.early++
+		return results
 	}
-	if len(results) == 0 && d.opts.Still {
-		results = d.decodeWhole(g)
+	d.early = 0
+	if !over() {
+		// The codes read are not searched again.
+		for _, r := range results {
+			gFull.clear(r.Corners, 2*r.Module)
+		}
+		for _, f := range d.fullFinders(g, gFull) {
+			cands = merge(cands, f)
+		}
+		try(triples(frame, cands, 6, used, tried), "triple")
+	}
+	if len(results) == 0 && !over() {
+		// Pairs whose third pattern was missed: searched for where a
+		// square code would put it, in a crop resampled to four pixels a
+		// module.
+		var local []finder
+		for _, t := range completions(frame, cands, 6) {
+			fs := d.localFinders(g, t)
+			local = append(local, fs...)
+		}
+		if len(local) > 0 {
+			all := append([]finder(nil), cands...)
+			for _, f := range local {
+				all = merge(all, f)
+			}
+			try(triples(frame, all, 6, used, tried), "pair")
+		}
+	}
+	if len(results) == 0 && d.opts.Still && !over() {
+		results = d.decodeWhole(g, over)
 	}
 	return results
 }
@@ -127,6 +210,18 @@ func seen(rs []Result, text string) bool {
 		}
 	}
 	return false
+}
+
+// sameTriple reports whether a and b are the same three patterns, each
+// within a third of a module of its place in the other: a triple whose
+// patterns the full resolution placed better is tried again.
+func sameTriple(a, b [3]finder) bool {
+	for i := range a {
+		if math.Abs(a[i].x-b[i].x) >= a[i].module/3 || math.Abs(a[i].y-b[i].y) >= a[i].module/3 {
+			return false
+		}
+	}
+	return true
 }
 
 func sharesFinder(t [3]finder, used [][3]finder) bool {
@@ -144,43 +239,142 @@ func sharesFinder(t [3]finder, used [][3]finder) bool {
 
 // The finder search runs on a pyramid: full resolution for small codes,
 // then halves for codes whose modules are too big for the threshold's
-// window. The adaptive threshold of each pyramid level: its window in pixels, and
-// how much darker than the window's mean a pixel must be to count as dark.
-// A window must be wider than a finder pattern's 3-module centre, or the
-// centre turns light: 11 pixels serve modules up to 3.5 pixels at full
-// resolution, 17 up to 5.5 at each halving, which overlaps the next level.
-var thresholdBlocks = map[int]int{1: 11, 2: 17, 4: 17, 8: 17}
+// window. Each level is thresholded against the mean of a window around
+// each pixel: coarseBlock is the window's width in pixels at the halvings,
+// and thresholdC how much darker than the mean a pixel must be to count
+// as dark. A window must be wider than a finder pattern's 3-module centre,
+// or the centre turns light: 17 pixels serve modules up to 5.5 pixels at
+// each halving, which overlaps the next level, and the 10 pixels of the
+// full resolution (fullFinders) modules up to about 3.5.
+const (
+	coarseBlock = 17
+	thresholdC  = 4
+)
 
-const thresholdC = 4
+// gateContrast is the contrast gate's threshold: a cell of the quarter
+// resolution image whose 3x3 neighbourhood spans fewer grey levels is
+// flat. Sensor noise at dusk spans about 8 there; a code's modules, even
+// at 1.5 pixels, more than 20.
+const gateContrast = 12
 
-// finders finds finder pattern candidates at full, half and quarter
-// resolution, in full-resolution coordinates.
-func (d *Decoder) finders(g gocv.Mat) []finder {
-	var all []finder
-	level := g
-	for scale := 1; scale <= 8; scale *= 2 {
-		if scale > 1 {
-			half := gocv.NewMat()
-			gocv.Resize(level, &half, image.Pt(level.Cols()/2, level.Rows()/2), 0, 0, gocv.InterpolationArea)
-			if level.Ptr() != g.Ptr() {
-				level.Close()
-			}
-			level = half
-		}
-		if level.Cols() < 40 || level.Rows() < 40 {
+// pyramid makes the halvings of g (down to an eighth) and the contrast
+// gates, at a quarter of the resolution, for the full and the half
+// resolution searches.
+//
+// The inside of a finder pattern's dark centre is flat, and a row must not
+// lose it, so each gate is widened by the largest centre its level's
+// threshold window serves: 3 modules of 3.5 pixels at full resolution
+// (one cell more each way), of 5.5 pixels at half resolution (3 cells).
+func (d *Decoder) pyramid(g gocv.Mat) (full, half *gate) {
+	prev := g
+	d.nlevels = 0
+	for i := range d.levels {
+		if prev.Cols() < 16 || prev.Rows() < 16 {
 			break
 		}
-		bin := gocv.NewMat()
-		gocv.AdaptiveThreshold(level, &bin, 255, gocv.AdaptiveThresholdMean, gocv.ThresholdBinary, thresholdBlocks[scale], thresholdC)
-		fs := findFinders(binImage{pixels(bin), bin.Cols(), bin.Rows()})
-		bin.Close()
+		gocv.Resize(prev, &d.levels[i], image.Pt(prev.Cols()/2, prev.Rows()/2), 0, 0, gocv.InterpolationArea)
+		prev = d.levels[i]
+		d.nlevels++
+	}
+	if d.nlevels < 2 {
+		return nil, nil // too small to need a gate
+	}
+	q := d.levels[1]
+	gocv.MorphologyEx(q, &d.grad, gocv.MorphGradient, d.kernel3)
+	gocv.Threshold(d.grad, &d.mask2, gateContrast-1, 255, gocv.ThresholdBinary)
+	gocv.Dilate(d.mask2, &d.mask1, d.kernel3)
+	gocv.Dilate(d.mask1, &d.mask2, d.kernel5)
+	return &gate{pix: pixels(d.mask1), w: q.Cols(), h: q.Rows(), shift: 2},
+		&gate{pix: pixels(d.mask2), w: q.Cols(), h: q.Rows(), shift: 1}
+}
+
+// coarseFinders finds finder pattern candidates at an eighth, a quarter
+// and half the resolution (the last within the gate half), in
+// full-resolution coordinates.
+func (d *Decoder) coarseFinders(half *gate) []finder {
+	var all []finder
+	for _, scale := range []int{8, 4, 2} {
+		i := bits.TrailingZeros(uint(scale)) - 1
+		if i >= d.nlevels {
+			continue
+		}
+		level := d.levels[i]
+		if level.Cols() < 40 || level.Rows() < 40 {
+			continue
+		}
+		d.threshold(level, coarseBlock)
+		var lg *gate
+		if scale == 2 {
+			lg = half
+		}
+		fs := findFinders(binImage{pixels(d.bin), d.bin.Cols(), d.bin.Rows()}, lg, image.Point{})
 		for _, f := range fs {
 			k := float64(scale)
 			all = merge(all, finder{x: f.x * k, y: f.y * k, module: f.module * k, count: f.count})
 		}
 	}
-	if level.Ptr() != g.Ptr() {
-		level.Close()
+	return all
+}
+
+// threshold sets d.bin to OpenCV's adaptive mean threshold of level over
+// block pixels (light where a pixel is brighter than its window's mean
+// less thresholdC), made of a box blur, a subtraction and a comparison:
+// OpenCV's own loops over the pixels one at a time after its box filter,
+// and takes twice as long. (The borders are mirrored rather than
+// repeated.)
+func (d *Decoder) threshold(level gocv.Mat, block int) {
+	gocv.Blur(level, &d.meanFull, image.Pt(block, block))
+	d.meanFull.SubtractUChar(thresholdC)
+	gocv.Compare(level, d.meanFull, &d.bin, gocv.CompareGT)
+}
+
+// fullFinders searches g at full resolution, within the rectangle that
+// holds the gate's cells with contrast. The threshold's window mean comes
+// from the half resolution (a 5x5 box there, 10 pixels here), upsampled:
+// the same threshold as OpenCV's adaptive one at 11 pixels, for about
+// half its time.
+func (d *Decoder) fullFinders(g gocv.Mat, gt *gate) []finder {
+	if d.nlevels < 1 || g.Cols() < 40 || g.Rows() < 40 {
+		return nil
+	}
+	half := d.levels[0]
+	r := gt.bounds(g.Cols(), g.Rows())
+	// Even corners, so that the halves line up.
+	r = image.Rect(r.Min.X&^1, r.Min.Y&^1, r.Max.X, r.Max.Y).Intersect(image.Rect(0, 0, 2*half.Cols(), 2*half.Rows()))
+	if r.Dx() < 16 || r.Dy() < 16 {
+		return nil
+	}
+	gocv.Blur(half, &d.meanHalf, image.Pt(5, 5))
+	d.meanHalf.SubtractUChar(thresholdC) // before upsampling: a quarter of the pixels
+	if 10*r.Dx()*r.Dy() > 6*g.Cols()*g.Rows() {
+		// Most of the frame: the whole of it, in one piece, is faster.
+		r = image.Rect(0, 0, g.Cols(), g.Rows())
+		gocv.Resize(d.meanHalf, &d.meanFull, image.Pt(g.Cols(), g.Rows()), 0, 0, gocv.InterpolationLinear)
+		gocv.Compare(g, d.meanFull, &d.bin, gocv.CompareGT)
+	} else {
+		// The half-resolution means of the rectangle, a pixel wider all
+		// round so that the upsampled values match those of the whole
+		// image, copied whole (OpenCV resamples a part of a matrix
+		// slowly), upsampled, then cut back to the rectangle.
+		hr := image.Rect(r.Min.X/2-1, r.Min.Y/2-1, (r.Max.X+1)/2+1, (r.Max.Y+1)/2+1).Intersect(image.Rect(0, 0, half.Cols(), half.Rows()))
+		sub := d.meanHalf.Region(hr)
+		sub.CopyTo(&d.local)
+		sub.Close()
+		gocv.Resize(d.local, &d.meanFull, image.Pt(2*hr.Dx(), 2*hr.Dy()), 0, 0, gocv.InterpolationLinear)
+		mean := d.meanFull.Region(r.Sub(hr.Min.Mul(2)))
+		defer mean.Close()
+		grey := g.Region(r)
+		defer grey.Close()
+		gocv.Compare(grey, mean, &d.bin, gocv.CompareGT)
+	}
+	fs := findFinders(binImage{pixels(d.bin), d.bin.Cols(), d.bin.Rows()}, gt, r.Min)
+	for i := range fs {
+		fs[i].x += float64(r.Min.X)
+		fs[i].y += float64(r.Min.Y)
+	}
+	var all []finder
+	for _, f := range fs {
+		all = merge(all, f)
 	}
 	return all
 }
@@ -191,12 +385,12 @@ func (d *Decoder) finders(g gocv.Mat) []finder {
 // costs milliseconds, so each triple is also checked against the image: in
 // the frame the triple implies, each of its patterns must look like a
 // finder pattern with the light separator around it.
-func triples(img grey, cands []finder, limit int) [][3]finder {
+func triples(img grey, cands []finder, limit int, used, tried [][3]finder) [][3]finder {
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].count > cands[j].count })
 	if len(cands) > 16 {
 		cands = cands[:16]
 	}
-	r := ranking{img: img}
+	r := ranking{img: img, used: used, tried: tried}
 	for i := 0; i < len(cands); i++ {
 		for j := i + 1; j < len(cands); j++ {
 			for k := j + 1; k < len(cands); k++ {
@@ -209,8 +403,10 @@ func triples(img grey, cands []finder, limit int) [][3]finder {
 
 // ranking collects triples that pass shape and looksLikeFinders, scored.
 type ranking struct {
-	img grey
-	all []scoredTriple
+	img   grey
+	all   []scoredTriple
+	used  [][3]finder // triples of codes read: their patterns are taken
+	tried [][3]finder // triples tried already
 }
 
 type scoredTriple struct {
@@ -222,6 +418,14 @@ func (r *ranking) add(a, b, c finder) {
 	t, score, ok := shape(a, b, c)
 	if !ok {
 		return
+	}
+	if sharesFinder(t, r.used) {
+		return
+	}
+	for _, u := range r.tried {
+		if sameTriple(t, u) {
+			return
+		}
 	}
 	look, ok := looksLikeFinders(r.img, t)
 	if !ok {
@@ -272,6 +476,43 @@ func completions(img grey, cands []finder, limit int) [][3]finder {
 		}
 	}
 	return r.best(limit)
+}
+
+// localFinders searches again for the finder patterns of the code that the
+// triple t implies (two real patterns and a proposed third), in a crop of
+// g resampled to four pixels a module: the region the triple spans, wider
+// by 16 modules, because perspective puts a missed third pattern up to
+// about 15 modules from where a square code would have it. Small modules
+// that the frame's search misses are found once enlarged.
+func (d *Decoder) localFinders(g gocv.Mat, t [3]finder) []finder {
+	m := (t[0].module + t[1].module + t[2].module) / 3
+	box := image.Rect(int(t[0].x), int(t[0].y), int(t[0].x)+1, int(t[0].y)+1)
+	for _, f := range t[1:] {
+		box = box.Union(image.Rect(int(f.x), int(f.y), int(f.x)+1, int(f.y)+1))
+	}
+	box = box.Inset(-int(16 * m)).Intersect(image.Rect(0, 0, g.Cols(), g.Rows()))
+	if float64(box.Dx()) < 8*m || float64(box.Dy()) < 8*m {
+		return nil
+	}
+	scale := min(4, 4/m)
+	crop := g.Region(box)
+	defer crop.Close()
+	size := image.Pt(int(float64(box.Dx())*scale), int(float64(box.Dy())*scale))
+	if scale > 1 {
+		gocv.Resize(crop, &d.local, size, 0, 0, gocv.InterpolationCubic)
+	} else {
+		gocv.Resize(crop, &d.local, size, 0, 0, gocv.InterpolationArea)
+	}
+	d.threshold(d.local, 17)
+	var out []finder
+	for _, f := range findFinders(binImage{pixels(d.bin), d.bin.Cols(), d.bin.Rows()}, nil, image.Point{}) {
+		f.x, f.y = f.x/scale+float64(box.Min.X), f.y/scale+float64(box.Min.Y)
+		f.module /= scale
+		if f.module < 2.2*m && m < 2.2*f.module {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // finderDark and finderLight are the finder pattern with its separator,
@@ -383,9 +624,31 @@ func shape(a, b, c finder) ([3]finder, float64, bool) {
 
 // decodeRegion reads the code whose finder patterns are t from a crop of
 // the grey image around them, resampled to about four pixels a module.
-func (d *Decoder) decodeRegion(g gocv.Mat, t [3]finder, over func() bool) (Result, bool) {
+// With first, only the first stage is tried: the grid sampler on the
+// triple itself, in the local binarization.
+func (d *Decoder) decodeRegion(g gocv.Mat, t [3]finder, over func() bool, first bool) (Result, bool) {
 	tl, tr, bl := t[0], t[1], t[2]
 	m := (tl.module + tr.module + bl.module) / 3
+	scale := math.Max(0.25, math.Min(3, 4/m))
+	if math.Abs(scale-1) < 0.15 {
+		scale = 1
+	}
+	// Modules of about four pixels and more are sampled in the frame
+	// itself: resampling them first costs more than it buys.
+	if scale <= 1 {
+		info := detector.NewFinderPatternInfo(
+			regionFinder(bl, image.Rectangle{}, 1), regionFinder(tl, image.Rectangle{}, 1), regionFinder(tr, image.Rectangle{}, 1))
+		if r, ok := decodeTriple(grey{pixels(g), g.Cols(), g.Rows()}, info, d.hints, over); ok {
+			res := Result{Text: r.text, Module: r.module, Errors: r.errors, Stage: "frame"}
+			for k, c := range r.corners {
+				res.Corners[k] = image.Pt(int(math.Round(c[0])), int(math.Round(c[1])))
+			}
+			return res, true
+		}
+		if first || over() {
+			return Result{}, false
+		}
+	}
 	br := finder{x: tr.x + bl.x - tl.x, y: tr.y + bl.y - tl.y}
 	box := image.Rect(int(tl.x), int(tl.y), int(tl.x)+1, int(tl.y)+1)
 	for _, f := range []finder{tr, bl, br} {
@@ -394,10 +657,6 @@ func (d *Decoder) decodeRegion(g gocv.Mat, t [3]finder, over func() bool) (Resul
 	box = box.Inset(-int(9 * m)).Intersect(image.Rect(0, 0, g.Cols(), g.Rows()))
 	if box.Dx() < 21 || box.Dy() < 21 {
 		return Result{}, false
-	}
-	scale := math.Max(0.25, math.Min(3, 4/m))
-	if math.Abs(scale-1) < 0.15 {
-		scale = 1
 	}
 	crop := g.Region(box)
 	defer crop.Close()
@@ -422,38 +681,56 @@ func (d *Decoder) decodeRegion(g gocv.Mat, t [3]finder, over func() bool) (Resul
 		regionFinder(bl, box, scale), regionFinder(tl, box, scale), regionFinder(tr, box, scale))
 
 	img := grey{pixels(roi), roi.Cols(), roi.Rows()}
-	stages := []struct {
-		name string
-		bits func() (*gozxing.BitMatrix, grey)
-	}{
-		{"region", func() (*gozxing.BitMatrix, grey) { return binarize(img, false), img }},
-		{"region-global", func() (*gozxing.BitMatrix, grey) { return binarize(img, true), img }},
-		{"region-clahe", func() (*gozxing.BitMatrix, grey) {
-			eq := gocv.NewMat()
-			defer eq.Close()
-			d.clahe.Apply(roi, &eq)
-			e := grey{pixels(eq), eq.Cols(), eq.Rows()}
-			return binarize(e, false), e
-		}},
+	done := func(r gridResult, stage string) (Result, bool) {
+		res := Result{Text: r.text, Module: r.module / scale, Errors: r.errors, Stage: stage}
+		for k, c := range r.corners {
+			res.Corners[k] = toFrame(c[0], c[1])
+		}
+		return res, true
 	}
-	for i, st := range stages {
-		if i > 0 && over() {
-			break
+	// The grid sampler on the triple itself (in the frame, for modules
+	// of four pixels, the same pixels).
+	if scale != 1 {
+		if r, ok := decodeTriple(img, info, d.hints, over); ok {
+			return done(r, "region")
 		}
-		bits, src := st.bits()
-		if bits == nil {
-			continue
+	}
+	if first {
+		return Result{}, false
+	}
+	// The finder patterns searched anew in the region's binarizations:
+	// gozxing's local (hybrid) one, then (still images) its global
+	// histogram.
+	for _, st := range []struct {
+		name   string
+		global bool
+	}{{"region/refound", false}, {"region-global/refound", true}} {
+		if over() || st.global && !d.opts.Still {
+			return Result{}, false
 		}
-		r, ok := decodeTriple(src, bits, info, d.hints, over)
-		if !ok && !over() {
-			r, ok = decodeGrid(src, bits, d.hints, over)
-		}
-		if ok {
-			res := Result{Text: r.text, Module: r.module / scale, Errors: r.errors, Stage: st.name}
-			for k, c := range r.corners {
-				res.Corners[k] = toFrame(c[0], c[1])
+		if bits := binarize(img, st.global); bits != nil {
+			if r, ok := decodeGrid(img, bits, d.hints, over); ok {
+				return done(r, st.name)
 			}
-			return res, true
+		}
+	}
+	// Contrast equalised, for dark photos and glare: the triple, then
+	// the patterns searched anew.
+	if over() {
+		return Result{}, false
+	}
+	eq := gocv.NewMat()
+	defer eq.Close()
+	d.clahe.Apply(roi, &eq)
+	e := grey{pixels(eq), eq.Cols(), eq.Rows()}
+	if r, ok := decodeTriple(e, info, d.hints, over); ok {
+		return done(r, "region-clahe")
+	}
+	if !over() {
+		if bits := binarize(e, false); bits != nil {
+			if r, ok := decodeGrid(e, bits, d.hints, over); ok {
+				return done(r, "region-clahe/refound")
+			}
 		}
 	}
 	return Result{}, false
@@ -497,11 +774,15 @@ func binarize(img grey, global bool) *gozxing.BitMatrix {
 }
 
 // decodeWhole is the still-image fallback: gozxing over the whole image,
-// at its own size and doubled, normal and inverted.
-func (d *Decoder) decodeWhole(g gocv.Mat) []Result {
+// at its own size and doubled, normal and inverted, until over says the
+// time is up.
+func (d *Decoder) decodeWhole(g gocv.Mat, over func() bool) []Result {
 	try := func(m gocv.Mat, scale float64, stage string) []Result {
 		img := grey{pixels(m), m.Cols(), m.Rows()}
 		for _, global := range []bool{false, true} {
+			if over() {
+				return nil
+			}
 			bmp := bitmap(img, global)
 			if bmp == nil {
 				continue
@@ -510,7 +791,7 @@ func (d *Decoder) decodeWhole(g gocv.Mat) []Result {
 			if err != nil {
 				continue
 			}
-			if r, ok := decodeGrid(img, bits, d.hints, func() bool { return false }); ok {
+			if r, ok := decodeGrid(img, bits, d.hints, over); ok {
 				res := Result{Text: r.text, Module: r.module / scale, Errors: r.errors, Stage: stage}
 				for k, c := range r.corners {
 					res.Corners[k] = image.Pt(int(c[0]/scale), int(c[1]/scale))
@@ -533,7 +814,7 @@ func (d *Decoder) decodeWhole(g gocv.Mat) []Result {
 	if rs := try(inv, 1, "whole-inverted"); rs != nil {
 		return rs
 	}
-	if g.Cols()*g.Rows() <= 1000*1000 {
+	if g.Cols()*g.Rows() <= 1000*1000 && !over() {
 		up := gocv.NewMat()
 		defer up.Close()
 		gocv.Resize(g, &up, image.Pt(0, 0), 2, 2, gocv.InterpolationCubic)

@@ -16,7 +16,7 @@ import (
 
 // TestNoMatLeak counts OpenCV matrices with gocv's profile (build tag
 // matprofile): after a pipeline has run a video and been stopped, and
-// after a decoder has read frames, every Mat made is closed.
+// after decoders have read frames, every Mat made is closed.
 func TestNoMatLeak(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gate.avi")
 	if err := scene.WriteVideo(path, 10, 3*time.Second, 1, people()); err != nil {
@@ -27,16 +27,21 @@ func TestNoMatLeak(t *testing.T) {
 		p := scanner.NewPipeline(scanner.Config{Source: scanner.SourceConfig{Device: path}, Workers: 2}, nil, nil, nil)
 		collect(t, p, context.Background())
 	}
-	d := scanner.NewDecoder(scanner.DecoderOptions{Still: true})
+	// Both decoders, on frames of every level: every stage of the cascade
+	// runs (the pair search, the fallbacks, the still-image passes).
+	camera := scanner.NewDecoder(scanner.DecoderOptions{})
+	still := scanner.NewDecoder(scanner.DecoderOptions{Still: true})
 	for _, c := range scene.Corpus(2, 1, 1, scene.CodeText) {
 		m, _, err := scene.Render(c.Params)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.Decode(m)
+		camera.Decode(m)
+		still.Decode(m)
 		m.Close()
 	}
-	d.Close()
+	camera.Close()
+	still.Close()
 	if after := gocv.MatProfile.Count(); after != before {
 		t.Errorf("%d Mats open after the runs, %d before", after, before)
 	}

@@ -259,7 +259,7 @@ func Defaults() Config {
 		Name: "checkpoint",
 		Camera: Camera{
 			Device: "/dev/video0", Width: 1280, Height: 720, FPS: 30,
-			Forget: Duration(3 * time.Second), Budget: Duration(60 * time.Millisecond),
+			Forget: Duration(3 * time.Second), Budget: Duration(25 * time.Millisecond),
 		},
 		Store: Store{Path: "/var/lib/checkpoint/checkpoint.db", DiskLowMB: 256, Retention: Duration(14 * 24 * time.Hour)},
 		Sync: Sync{DeviceKey: "/var/lib/checkpoint/device.key", Interval: Duration(30 * time.Second),

@@ -38,7 +38,7 @@ func TestDefaultsAndRelativePaths(t *testing.T) {
 	if c.Trust.RootKey != filepath.Join(filepath.Dir(p), "keys/root.pub") || c.Trust.TrustList != "/abs/trust.cbor" {
 		t.Errorf("paths %+v", c.Trust)
 	}
-	if c.Camera.FPS != 30 || time.Duration(c.Camera.Budget) != 60*time.Millisecond || c.Name != "checkpoint" ||
+	if c.Camera.FPS != 30 || time.Duration(c.Camera.Budget) != 25*time.Millisecond || c.Name != "checkpoint" ||
 		time.Duration(c.Sync.MaxAnchorRTT) != 4*time.Second {
 		t.Errorf("defaults not applied: %+v", c)
 	}
