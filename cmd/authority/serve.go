@@ -150,21 +150,11 @@ func adminCall(server, tokenFile, path string, req, res any) error {
 // adminPost posts an admin request to a serving authority and returns
 // its answer.
 func adminPost(server, tokenFile, path string, req any) ([]byte, error) {
-	tok, err := keyfile.ReadToken(tokenFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, cli.Usagef("token file %s does not exist", tokenFile)
-	}
-	if errors.Is(err, keyfile.ErrTooOpen) {
-		return nil, cli.UsageError{Msg: err.Error()}
-	}
-	if err != nil {
-		return nil, err
-	}
 	body, err := protocol.Enc.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	return post(server, tok, path, body)
+	return adminPostRaw(server, tokenFile, path, body)
 }
 
 // adminPostRaw posts body, already encoded, as an admin request.
