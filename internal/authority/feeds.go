@@ -19,9 +19,10 @@ import (
 // are read, never kept), and applied once per version of its kind and
 // issuer. Every subject a case or close-contact feed names is reassessed
 // by the rules at once, in the same transaction: a colour made worse
-// revokes the subject's credentials issued at or before now, so
-// checkpoints refuse them after their next sync. A risk-area feed applies
-// at the holders' next declarations.
+// revokes the subject's credentials issued at or before the transaction
+// (and the second after the subject's cut-off, which a credential issued
+// on a colour change is dated), so checkpoints refuse them after their
+// next sync. A risk-area feed applies at the holders' next declarations.
 func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 	if !s.admin(w, r) {
 		return
@@ -80,6 +81,10 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 	type colourChange struct{ from, to string }
 	changes := map[[store.SubjectSize]byte]colourChange{} // by subject: a retried transaction calls again
 	res, err := s.st.ApplyFeed(fu, func(h store.Holder) (*store.HolderUpdate, error) {
+		// The time of the transaction, not of the request: a declaration
+		// may have been issued a credential while the table was parsed or
+		// the feed waited for its slot.
+		now := s.clock.Now().Truncate(time.Second)
 		prev := stateOf(h.Colour)
 		st, changed := s.rules.Reassess(prev, rules.Facts{Case: h.Case, CloseContact: h.CloseContact}, now)
 		if !changed {
@@ -87,7 +92,13 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 		}
 		u := &store.HolderUpdate{Colour: recordOf(st), Change: changeOf(prev, st, now, "feed")}
 		if st.Colour != prev.Colour {
-			rev := s.revocation(h.Subject, now)
+			// A declaration that changed the colour in this very second
+			// dated its credential the second after its cut-off.
+			cut := now
+			if c := h.RevokedBefore.Add(time.Second); c.After(cut) {
+				cut = c
+			}
+			rev := s.revocation(h.Subject, cut)
 			u.Revoke = &rev
 			changes[h.Subject] = colourChange{colourName(prev.Colour), colourName(st.Colour)}
 		}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -112,11 +113,16 @@ func (s *Server) adminRegistrationCode(w http.ResponseWriter, r *http.Request) {
 // register registers a holder key for a person, on a proof of who they
 // are. The request is signed by the key it registers (proof of
 // possession, checked from the headers before the body is read, with the
-// time and a nonce); the proof is a registration code issued for this
-// person, or a real-name service's assertion that this person controls
-// this key. A failed proof counts against the client like a wrong token.
-// A key registered before for the person is replaced, and the credentials
+// time); the proof is a registration code issued for this person, or a
+// real-name service's assertion that this person controls this key. A
+// failed proof counts against the client like a wrong token. A key
+// registered before for the person is replaced, and the credentials
 // issued to it revoked.
+//
+// Its nonce is not remembered: anyone can sign a registration with a key
+// made for the purpose, so remembering them would let anyone fill the
+// memory of signed requests; and a registration replayed is refused by
+// its proof, which is used once.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	client := clientKey(r.RemoteAddr)
 	var key ed25519.PublicKey
@@ -132,7 +138,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, client, "holder signature on a registration", err.Error(), http.StatusUnauthorized)
 		return
 	}
-	if !s.fresh(w, client, "key:"+sr.Device, sr, "holder") {
+	if !s.fresh(w, client, nil, "", sr, "holder") {
 		return
 	}
 	body, ok := readBody(w, r, maxSmallBody)
@@ -191,6 +197,13 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 				"the real-name assertion has expired, is not yet valid, or is good for more than an hour", http.StatusForbidden)
 			return
 		}
+		// An assertion used before (known to this process) is refused
+		// before its Argon2id and the database: replaying one costs
+		// nothing.
+		if s.assertions.used(a.ID, now) {
+			s.failed(w, client, "registration proof", store.ErrBadProof.Error(), http.StatusForbidden)
+			return
+		}
 		reg.AssertionID, reg.AssertionExpires = a.ID, a.Expires
 		if !s.hashing.take(r.Context(), s.clock, s.lim.Queue) {
 			busy(w)
@@ -207,6 +220,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.st.Register(reg)
+	if reg.AssertionID != nil && (err == nil || errors.Is(err, store.ErrBadProof)) {
+		s.assertions.add(reg.AssertionID, reg.AssertionExpires, now)
+	}
 	switch {
 	case errors.Is(err, store.ErrBadProof):
 		s.failed(w, client, "registration proof", err.Error(), http.StatusForbidden)
@@ -233,11 +249,13 @@ func (s *Server) holder(w http.ResponseWriter, r *http.Request) (protocol.Signed
 	client := clientKey(r.RemoteAddr)
 	var h store.Holder
 	var dbErr error
+	var subject string // the subject in lower-case hex: hex reads either case
 	sr, err := protocol.VerifyHolderRequest(r, func(id string) (ed25519.PublicKey, error) {
 		b, err := hex.DecodeString(id)
 		if err != nil || len(b) != store.SubjectSize {
 			return nil, errors.New("not a subject pseudonym")
 		}
+		subject = hex.EncodeToString(b)
 		h, err = s.st.Holder([store.SubjectSize]byte(b))
 		if err != nil && !errors.Is(err, store.ErrUnknownHolder) {
 			dbErr = err
@@ -252,7 +270,7 @@ func (s *Server) holder(w http.ResponseWriter, r *http.Request) (protocol.Signed
 		s.failed(w, client, "holder signature", protocol.ErrHolderUnauthenticated.Error(), http.StatusUnauthorized)
 		return sr, h, false
 	}
-	if !s.fresh(w, client, "holder:"+sr.Device, sr, "holder") {
+	if !s.fresh(w, client, s.holderSeen, subject, sr, "holder") {
 		return sr, h, false
 	}
 	s.fails.ok(client)
@@ -299,16 +317,25 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 	var regions []string
 	for i, v := range d.Travel {
 		day, err := rules.ParseDay(v.Date)
-		if err != nil || !rules.ValidRegion(v.Region) {
-			http.Error(w, fmt.Sprintf("visit %d: a region code of 2 to 12 digits and a date YYYY-MM-DD", i+1), http.StatusBadRequest)
+		region, ok := rules.Region(v.Region)
+		if err != nil || !ok {
+			http.Error(w, fmt.Sprintf("visit %d: a region code of 2, 4, 6, 9 or 12 digits and a date YYYY-MM-DD", i+1), http.StatusBadRequest)
 			return
 		}
 		if day.After(now) {
 			http.Error(w, fmt.Sprintf("visit %d is on a day to come", i+1), http.StatusBadRequest)
 			return
 		}
-		decl.Travel = append(decl.Travel, rules.Visit{Region: v.Region, Day: day})
-		regions = append(regions, v.Region)
+		decl.Travel = append(decl.Travel, rules.Visit{Region: region, Day: day})
+		if !slices.Contains(regions, region) {
+			regions = append(regions, region)
+		}
+	}
+	// A declaration too soon by what the authentication read is refused
+	// before the risk areas are: the transaction checks again.
+	if next := s.rules.NextDeclaration(stateOf(h.Colour)); now.Before(next) {
+		tooSoon(w, now, next)
+		return
 	}
 	var facts rules.Facts
 	if len(regions) > 0 {
@@ -376,10 +403,7 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, clientKey(r.RemoteAddr), "declaration by a holder key replaced", err.Error(), http.StatusUnauthorized)
 		return
 	case errors.Is(err, errTooSoon):
-		w.Header().Set("Retry-After", strconv.Itoa(int(next.Sub(now)/time.Second)+1))
-		w.Header().Set(protocol.HeaderNextDeclaration, next.UTC().Format(time.RFC3339))
-		http.Error(w, "already declared: the next declaration is allowed at "+next.UTC().Format(time.RFC3339),
-			http.StatusTooManyRequests)
+		tooSoon(w, now, next)
 		return
 	case errors.Is(err, errRevokedLong):
 		http.Error(w, err.Error(), http.StatusConflict)
@@ -399,6 +423,15 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeCBOR(w, protocol.DeclarationResponse{Credential: raw, Status: s.statusOf(held, hist)})
+}
+
+// tooSoon answers a declaration made before next, the time of the next
+// one allowed.
+func tooSoon(w http.ResponseWriter, now, next time.Time) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(next.Sub(now)/time.Second)+1))
+	w.Header().Set(protocol.HeaderNextDeclaration, next.UTC().Format(time.RFC3339))
+	http.Error(w, "already declared: the next declaration is allowed at "+next.UTC().Format(time.RFC3339),
+		http.StatusTooManyRequests)
 }
 
 // holderStatus tells a holder their colour and why: reason codes only.
@@ -486,4 +519,48 @@ func validLabel(l string) bool {
 		}
 	}
 	return true
+}
+
+// usedAssertions are the real-name assertion ids this process saw used
+// (registered with, or refused by the database as used), until their
+// assertions expire: a replayed assertion is refused before its Argon2id.
+// The database stays the judge: an id unknown here is checked there.
+type usedAssertions struct {
+	mu    sync.Mutex
+	ids   map[string]time.Time // id -> the assertion's expiry
+	swept time.Time
+}
+
+// maxUsedAssertions bounds the ids remembered; beyond it, replays are
+// left to the database.
+const maxUsedAssertions = 1 << 16
+
+func newUsedAssertions() *usedAssertions {
+	return &usedAssertions{ids: map[string]time.Time{}}
+}
+
+// used reports whether id is known used and its assertion unexpired.
+func (u *usedAssertions) used(id []byte, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	exp, ok := u.ids[string(id)]
+	return ok && now.Before(exp)
+}
+
+// add remembers id as used until expires, forgetting the expired ones at
+// most once a minute.
+func (u *usedAssertions) add(id []byte, expires, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if now.Sub(u.swept) >= time.Minute {
+		for k, exp := range u.ids {
+			if !now.Before(exp) {
+				delete(u.ids, k)
+			}
+		}
+		u.swept = now
+	}
+	if len(u.ids) < maxUsedAssertions {
+		u.ids[string(id)] = expires
+	}
 }

@@ -556,10 +556,15 @@ const (
 const (
 	maxSeenPerDevice = 4096
 	maxSeen          = 1 << 20
+	// maxSeenPerHolder bounds a holder's requests within the window: a
+	// phone makes a few a day.
+	maxSeenPerHolder = 64
 )
 
-func newSeenRequests(window time.Duration) *seenRequests {
-	return &seenRequests{window: window, perDevice: maxSeenPerDevice, max: maxSeen, devices: map[string]*deviceNonces{}}
+// newSeenRequests remembers the requests of signers (devices, or holders)
+// within window, at most perSigner of each.
+func newSeenRequests(window time.Duration, perSigner int) *seenRequests {
+	return &seenRequests{window: window, perDevice: perSigner, max: maxSeen, devices: map[string]*deviceNonces{}}
 }
 
 // add remembers a request made at at. The work done under the lock is

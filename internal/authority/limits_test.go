@@ -133,7 +133,7 @@ func TestRegistrationCodesAreRateLimited(t *testing.T) {
 // request is within the window, and forgotten after.
 func TestSeenRequests(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	s := newSeenRequests(2 * time.Minute)
+	s := newSeenRequests(2*time.Minute, maxSeenPerDevice)
 	if s.add("d1", []byte("n1"), now, now) != nonceNew || s.add("d1", []byte("n1"), now, now) != nonceReplayed {
 		t.Error("the same request was not refused the second time")
 	}
@@ -154,7 +154,7 @@ func TestSeenRequests(t *testing.T) {
 // its own set, not the others' room: they are still served.
 func TestSeenRequestsPerDevice(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	s := newSeenRequests(2 * time.Minute)
+	s := newSeenRequests(2*time.Minute, maxSeenPerDevice)
 	s.max = 3 * maxSeenPerDevice
 	for i := range s.max + 1 {
 		r := s.add("greedy", []byte(fmt.Sprint(i)), now, now)

@@ -128,7 +128,7 @@ type Server struct {
 
 	lim       Limits
 	fails     *failures
-	seen      *seenRequests
+	seen      *seenRequests // the devices' signed requests
 	bodies    *byteBudget
 	storing   slots
 	hashing   slots
@@ -142,6 +142,12 @@ type Server struct {
 	rules   rules.Rules
 	codeKey []byte        // keys the registration codes' hashes
 	codes   *rate.Limiter // registration codes issued
+	// holderSeen are the holders' signed requests, apart from the
+	// devices': holders, who are anyone with a proof, cannot crowd
+	// checkpoints out of theirs.
+	holderSeen *seenRequests
+	// assertions are the real-name assertion ids this process saw used.
+	assertions *usedAssertions
 }
 
 // chunked is a prepared download: the chunks that take a checkpoint to
@@ -210,7 +216,8 @@ func New(st Storage, keys Keys, opts Options) *Server {
 	codeKey := hmac.New(sha256.New, keys.Pseudonym)
 	codeKey.Write([]byte("checkpoint registration code key v1"))
 	return &Server{st: st, keys: keys, opts: opts, clock: opts.Clock, log: log, lim: lim,
-		fails: newFailures(lim, opts.Clock, log), seen: newSeenRequests(lim.RequestWindow),
+		fails: newFailures(lim, opts.Clock, log), seen: newSeenRequests(lim.RequestWindow, maxSeenPerDevice),
+		holderSeen: newSeenRequests(lim.RequestWindow, maxSeenPerHolder), assertions: newUsedAssertions(),
 		bodies: newByteBudget(lim.UploadBytes), storing: make(slots, lim.Storing), hashing: make(slots, lim.Hashing),
 		preparing: make(slots, lim.Preparing), uploading: map[string]bool{},
 		rules: r, codeKey: codeKey.Sum(nil), codes: rate.NewLimiter(rate.Every(lim.CodeEvery), lim.CodeBurst)}
@@ -340,7 +347,7 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.Signed
 		s.failed(w, key, "device signature", protocol.ErrUnauthenticated.Error(), http.StatusUnauthorized)
 		return sr, false
 	}
-	if !s.fresh(w, key, sr.Device, sr, "device") {
+	if !s.fresh(w, key, s.seen, sr.Device, sr, "device") {
 		return sr, false
 	}
 	s.fails.ok(key)
@@ -348,17 +355,21 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.Signed
 }
 
 // fresh checks a signed request's time (within the request window of the
-// authority's) and nonce (not seen before from signer), answering the
-// request if either fails. A request dated outside the window is answered
-// with the authority's time, unsigned, and not counted as a failure.
-func (s *Server) fresh(w http.ResponseWriter, client, signer string, sr protocol.SignedRequest, who string) bool {
+// authority's) and nonce (not seen before from signer in seen; with no
+// seen, the nonce is not checked), answering the request if either fails.
+// A request dated outside the window is answered with the authority's
+// time, unsigned, and not counted as a failure.
+func (s *Server) fresh(w http.ResponseWriter, client string, seen *seenRequests, signer string, sr protocol.SignedRequest, who string) bool {
 	now := s.clock.Now()
 	if off := sr.Time.Sub(now); off > s.lim.RequestWindow || off < -s.lim.RequestWindow {
 		w.Header().Set(protocol.HeaderServerTime, strconv.FormatInt(now.Unix(), 10))
 		http.Error(w, "request time outside the authority's window", http.StatusUnauthorized)
 		return false
 	}
-	switch s.seen.add(signer, sr.Nonce, sr.Time, now) {
+	if seen == nil {
+		return true
+	}
+	switch seen.add(signer, sr.Nonce, sr.Time, now) {
 	case nonceReplayed:
 		s.failed(w, client, "replayed "+who+" request", "request seen before", http.StatusUnauthorized)
 		return false

@@ -178,13 +178,18 @@ func header(kind string) []string {
 	return []string{"id_number", "since"}
 }
 
-// rows reads the table of f as rows of its kind's columns, in order.
+// bom is the byte order mark spreadsheets put before UTF-8 text.
+var bom = []byte("\xef\xbb\xbf")
+
+// rows reads the table of f as rows of its kind's columns, in order. A
+// byte order mark before the table is skipped.
 func rows(f *Feed) ([][]string, error) {
 	cols := header(f.Kind)
+	content := bytes.TrimPrefix(f.Content, bom)
 	var out [][]string
 	switch f.Format {
 	case CSV:
-		r := csv.NewReader(bytes.NewReader(f.Content))
+		r := csv.NewReader(bytes.NewReader(content))
 		r.FieldsPerRecord = len(cols)
 		r.TrimLeadingSpace = true
 		first, err := r.Read()
@@ -210,7 +215,7 @@ func rows(f *Feed) ([][]string, error) {
 		}
 	case JSON:
 		var objs []map[string]string
-		dec := json.NewDecoder(bytes.NewReader(f.Content))
+		dec := json.NewDecoder(bytes.NewReader(content))
 		if err := dec.Decode(&objs); err != nil {
 			return nil, fmt.Errorf("%w: want an array of objects with string fields %v", ErrMalformed, cols)
 		}
@@ -267,10 +272,11 @@ func ParseAreas(f *Feed) ([]Area, error) {
 	}
 	out := make([]Area, 0, len(recs))
 	for i, rec := range recs {
-		a := Area{Region: rec[0]}
-		if !rules.ValidRegion(a.Region) {
-			return nil, fmt.Errorf("%w: %s: region must be a code of 2 to 12 digits", ErrMalformed, rowName(f, i))
+		region, ok := rules.Region(rec[0])
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: region must be a code of 2, 4, 6, 9 or 12 digits", ErrMalformed, rowName(f, i))
 		}
+		a := Area{Region: region}
 		if a.From, err = rules.ParseTime(rec[1]); err != nil {
 			return nil, fmt.Errorf("%w: %s: from must be YYYY-MM-DD or an RFC 3339 time", ErrMalformed, rowName(f, i))
 		}
@@ -292,7 +298,9 @@ func ParseAreas(f *Feed) ([]Area, error) {
 
 // ParseListings reads a case or close-contact feed's table, turning each
 // ID number into its subject with pseudonym as soon as it is read: the
-// numbers go no further.
+// numbers go no further. A listing since after the feed was issued (when
+// f.Issued is known) is refused: nobody is on a list from a time to come,
+// and the quarantine would count from it.
 func ParseListings(f *Feed, pseudonym func(idNumber string) []byte) ([]Listing, error) {
 	if f.Kind != Cases && f.Kind != CloseContacts {
 		return nil, fmt.Errorf("%w: a %s feed lists nobody", ErrMalformed, f.Kind)
@@ -310,6 +318,9 @@ func ParseListings(f *Feed, pseudonym func(idNumber string) []byte) ([]Listing, 
 		since, err := rules.ParseTime(rec[1])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: since must be YYYY-MM-DD or an RFC 3339 time", ErrMalformed, rowName(f, i))
+		}
+		if !f.Issued.IsZero() && since.After(f.Issued) {
+			return nil, fmt.Errorf("%w: %s: since is after the feed was issued", ErrMalformed, rowName(f, i))
 		}
 		out = append(out, Listing{Subject: pseudonym(id), Since: since})
 		rec[0] = ""

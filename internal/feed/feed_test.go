@@ -215,3 +215,40 @@ func FuzzTables(f *testing.F) {
 		}
 	})
 }
+
+// TestHostileTables: a byte order mark (as spreadsheets write) and CRLF
+// line ends are read; region codes come out as rules.Region gives them; a
+// listing since after the feed was issued is refused; duplicate rows are
+// kept in order (the later replaces the earlier when applied).
+func TestHostileTables(t *testing.T) {
+	id := "11010519491231002X"
+	f := &Feed{Kind: Cases, Issued: issued, Format: CSV,
+		Content: []byte("\xef\xbb\xbfid_number,since\r\n" + id + ",2026-11-20\r\n" + id + ",2026-11-21\r\n")}
+	ls, err := ParseListings(f, pseudo)
+	if err != nil || len(ls) != 2 || !ls[1].Since.After(ls[0].Since) {
+		t.Errorf("a CSV table with a byte order mark and CRLF: %v %v", ls, err)
+	}
+	f = &Feed{Kind: CloseContacts, Issued: issued, Format: JSON, Content: []byte("\xef\xbb\xbf[]")}
+	if _, err := ParseListings(f, pseudo); err != nil {
+		t.Errorf("a JSON table with a byte order mark: %v", err)
+	}
+	for _, since := range []string{"2026-11-26", "2026-11-25T12:00:01Z", "2062-11-25"} {
+		f := &Feed{Kind: Cases, Issued: issued, Format: CSV, Content: []byte("id_number,since\n" + id + "," + since + "\n")}
+		if _, err := ParseListings(f, pseudo); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "line 2: since") {
+			t.Errorf("a listing since %s in a feed issued %v: %v", since, issued, err)
+		}
+	}
+	f = &Feed{Kind: Cases, Issued: issued, Format: CSV, Content: []byte("id_number,since\n" + id + ",2026-11-25T12:00:00Z\n")}
+	if _, err := ParseListings(f, pseudo); err != nil {
+		t.Errorf("a listing since the very second of the feed: %v", err)
+	}
+	f = &Feed{Kind: RiskAreas, Issued: issued, Format: CSV, Content: []byte("region,from,to\n440300,2026-11-20,\n440304003000,2026-11-20,\n")}
+	areas, err := ParseAreas(f)
+	if err != nil || len(areas) != 2 || areas[0].Region != "4403" || areas[1].Region != "440304003" {
+		t.Errorf("areas written with trailing zeros: %+v %v", areas, err)
+	}
+	f = &Feed{Kind: RiskAreas, Issued: issued, Format: CSV, Content: []byte("region,from,to\n440,2026-11-20,\n")}
+	if _, err := ParseAreas(f); !errors.Is(err, ErrMalformed) {
+		t.Errorf("a region code of 3 digits: %v", err)
+	}
+}

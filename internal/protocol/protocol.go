@@ -197,7 +197,7 @@ type Declaration struct {
 }
 
 // Visit is a place a holder declares being at: a region code (GB/T 2260,
-// 2 to 12 digits) on a day (YYYY-MM-DD, China Standard Time).
+// 2, 4, 6, 9 or 12 digits) on a day (YYYY-MM-DD, China Standard Time).
 type Visit struct {
 	Region string `cbor:"1,keyasint"`
 	Date   string `cbor:"2,keyasint"`

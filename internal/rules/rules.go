@@ -256,7 +256,8 @@ type Facts struct {
 
 // Contains reports whether a visit to region falls within listed area
 // area, or the other way round: a holder who names only a city where a
-// community is listed counts as having been in it.
+// community is listed counts as having been in it. Both are codes as
+// Region returns them.
 func Contains(area, region string) bool {
 	return strings.HasPrefix(region, area) || strings.HasPrefix(area, region)
 }
@@ -496,15 +497,29 @@ func ParseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// ValidRegion reports whether s is a region code: 2 to 12 digits.
+// regionLevels are the lengths of GB/T 2260 codes (with the statistical
+// extension): province, city, county, township, village.
+var regionLevels = []int{2, 4, 6, 9, 12}
+
+// Region reads a region code: GB/T 2260, of 2, 4, 6, 9 or 12 digits (a
+// province, a city, a county, a township, a village). Trailing levels of
+// zeros name no smaller area and are dropped: 440000 is 44, 440300 is
+// 4403, 440304003000 is 440304003. Codes written at any of these lengths
+// are then contained in each other as prefixes (Contains), as their
+// areas are.
+func Region(s string) (string, bool) {
+	i := slices.Index(regionLevels, len(s))
+	if i < 0 || strings.Trim(s, "0123456789") != "" {
+		return "", false
+	}
+	for ; i > 0 && strings.Trim(s[regionLevels[i-1]:], "0") == ""; i-- {
+		s = s[:regionLevels[i-1]]
+	}
+	return s, true
+}
+
+// ValidRegion reports whether s is a region code (Region).
 func ValidRegion(s string) bool {
-	if len(s) < 2 || len(s) > 12 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	_, ok := Region(s)
+	return ok
 }

@@ -363,9 +363,35 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("ParseTime(%q) accepted", bad)
 		}
 	}
-	for s, want := range map[string]bool{"44": true, "440111004001": true, "4": false, "4401110040011": false, "44a1": false, "": false} {
+	for s, want := range map[string]bool{"44": true, "440111004001": true, "4": false, "4401110040011": false, "44a1": false, "": false,
+		"440": false, "44011": false, "4401110": false, "44011100": false, "4401110040": false, "44011100400": false} {
 		if ValidRegion(s) != want {
 			t.Errorf("ValidRegion(%q) = %v", s, !want)
+		}
+	}
+}
+
+// TestRegion: trailing levels of zeros are dropped, so that codes written
+// at any length contain each other as their areas do.
+func TestRegion(t *testing.T) {
+	for in, want := range map[string]string{"44": "44", "440000": "44", "4400": "44", "440300": "4403", "440304": "440304",
+		"440304000": "440304", "440304003000": "440304003", "440304003001": "440304003001", "441900003000": "441900003",
+		"110100": "1101", "000000": "00"} {
+		if got, ok := Region(in); !ok || got != want {
+			t.Errorf("Region(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, c := range []struct {
+		area, visit string
+		want        bool
+	}{
+		{"440300", "440304", true}, {"440304003000", "440304003001", true}, {"440000", "440304", true},
+		{"440304", "440300000000", true}, {"440300", "440100", false}, {"440304003000", "440304004001", false},
+	} {
+		a, _ := Region(c.area)
+		v, _ := Region(c.visit)
+		if Contains(a, v) != c.want {
+			t.Errorf("Contains(%s, %s) = %v", c.area, c.visit, !c.want)
 		}
 	}
 }
