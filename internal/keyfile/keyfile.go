@@ -229,7 +229,9 @@ func ReadEventPublic(path string) (*ecdh.PublicKey, error) {
 
 // CreateToken writes a new random bearer token (24 bytes, hex) to path
 // with mode 0600 unless a file is there already, and returns the token in
-// the file.
+// the file. Processes calling it at once on one path (authority servers
+// started together with one keys folder) all get the same token: the
+// first file made is kept, never replaced.
 func CreateToken(path string) (string, error) {
 	t, err := ReadToken(path)
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -240,7 +242,11 @@ func CreateToken(path string) (string, error) {
 		return "", err
 	}
 	token := hex.EncodeToString(b[:])
-	return token, writeAtomic(path, []byte(token+"\n"), 0o600)
+	err = writeNew(path, []byte(token+"\n"), 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return ReadToken(path) // made by another process meanwhile
+	}
+	return token, err
 }
 
 // ReadToken reads a bearer token file: one line of text, refused when
@@ -302,6 +308,47 @@ func decodePEM(path string, data []byte, blockType string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a PEM %q block", path, blockType)
 	}
 	return block.Bytes, nil
+}
+
+// writeNew writes data to path, whole, unless a file is there: as
+// writeAtomic, but the synced temporary file is linked to path, which
+// fails (fs.ErrExist) if path exists, rather than renamed over it. On a
+// file system without hard links it creates path exclusively instead.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := writeSynced(tmp, data, mode); err != nil {
+		return err
+	}
+	err = os.Link(tmp.Name(), path)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	return writeSynced(f, data, mode)
+}
+
+// writeSynced writes data to f with mode, syncs and closes it.
+func writeSynced(f *os.File, data []byte, mode os.FileMode) error {
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // writeAtomic writes data to a temporary file beside path, syncs it and

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -158,5 +159,37 @@ func TestStoreKey(t *testing.T) {
 	os.Chmod(p, 0o640)
 	if _, err := StoreKey(p); !errors.Is(err, ErrTooOpen) {
 		t.Errorf("group-readable store key: %v", err)
+	}
+}
+
+// TestTokenCreatedAtOnce: processes making the token at once (authority
+// servers started together on one keys folder) all get the one token the
+// file keeps.
+func TestTokenCreatedAtOnce(t *testing.T) {
+	for round := range 20 {
+		p := filepath.Join(t.TempDir(), "admin.token")
+		const n = 8
+		toks, errs := make([]string, n), make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				toks[i], errs[i] = CreateToken(p)
+			}()
+		}
+		wg.Wait()
+		kept, err := ReadToken(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if errs[i] != nil || toks[i] != kept {
+				t.Fatalf("round %d, call %d: %q %v; the file keeps %q", round, i, toks[i], errs[i], kept)
+			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(filepath.Dir(p), ".admin.token.*")); len(left) > 0 {
+			t.Fatalf("temporary files left: %v", left)
+		}
 	}
 }

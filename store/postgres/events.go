@@ -338,7 +338,10 @@ func (s *Store) ensureDays(ctx context.Context, day time.Time) error {
 		return nil
 	}
 	var made []string
-	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	// At READ COMMITTED (as the migrations, migrate.go): the partitions
+	// are listed after the lock, and must include those another process
+	// made while this one waited for it.
+	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		made = made[:0]
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(lockPartitions)); err != nil {
 			return err
@@ -418,7 +421,7 @@ func (s *Store) DropEventsBefore(before time.Time) (int, error) {
 		}
 	}
 	var dropped []string
-	err := s.inTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		dropped = dropped[:0]
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(lockPartitions)); err != nil {
 			return err

@@ -100,7 +100,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	var applied []string
 	for attempt := 0; ; attempt++ {
 		applied = applied[:0]
-		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// READ COMMITTED whatever the database's default: the statements
+		// after the lock must see what the process before committed, which
+		// a snapshot taken before the wait would not.
+		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			if !s.cockroach {
 				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(lockMigrations)); err != nil {
 					return err

@@ -53,6 +53,9 @@ type Options struct {
 	Clock clock.Clock
 	Log   *slog.Logger
 	// Timeout bounds each call, retries included; 0 means 60 seconds.
+	// A session idle in a transaction for longer is ended by the
+	// database (idle_in_transaction_session_timeout, unless the
+	// connection string sets it), and its locks released.
 	Timeout time.Duration
 	// Retries is how often a transaction refused as a serialisation
 	// failure or a deadlock is tried again; 0 means 10.
@@ -114,6 +117,22 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		// The error may quote the connection string, password and all.
 		return nil, errors.New("postgres: the connection string does not parse")
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		// A process that stops between the statements of a transaction
+		// (frozen, or cut off from the database) would keep its row locks
+		// (a device's, a subject's, the revocation state's, which every
+		// process's revocations wait for) until the database's TCP
+		// keepalive notices, two hours by default. No healthy call is idle
+		// in a transaction longer than its time limit: past that, the
+		// database ends the session and its locks go. Set with SET after
+		// connecting rather than as a startup parameter, which poolers
+		// (PgBouncer) refuse.
+		idle := fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", opts.Timeout.Milliseconds())
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, idle)
+			return err
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

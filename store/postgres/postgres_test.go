@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -309,4 +310,234 @@ func benchmarkUpload(b *testing.B, again bool) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(raws))/b.Elapsed().Seconds(), "events/s")
+}
+
+// openAll opens n stores on dsn at once, as authority processes started
+// together do.
+func openAll(t *testing.T, dsn string, n int, opts Options) []*Store {
+	t.Helper()
+	stores, errs := make([]*Store, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			stores[i], errs[i] = Open(ctx, dsn, opts)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if stores[i] != nil {
+			t.Cleanup(func() { stores[i].Close() })
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("process %d: %v", i, err)
+		}
+	}
+	return stores
+}
+
+// TestSeveralProcessesStartAtAnyIsolation: processes starting at once
+// migrate the database and make its partitions once each, whatever
+// isolation level the database's default is: the transactions that wait
+// for the advisory locks must see what the one before them committed,
+// which a snapshot taken before the wait (REPEATABLE READ, SERIALIZABLE)
+// does not.
+func TestSeveralProcessesStartAtAnyIsolation(t *testing.T) {
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			dsn := pgtest.New(t)
+			conn := connect(t, dsn)
+			var db string
+			if err := conn.QueryRow(context.Background(), "SELECT current_database()").Scan(&db); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(context.Background(), "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+
+				" SET default_transaction_isolation TO '"+level+"'"); err != nil {
+				t.Fatal(err)
+			}
+			clk := clocktest.New(t0)
+			stores := openAll(t, dsn, 4, Options{Clock: clk})
+			var n, top int
+			if err := conn.QueryRow(context.Background(), "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &top); err != nil || n != top {
+				t.Fatalf("schema_migrations: %d rows up to version %d, %v", n, top, err)
+			}
+			// A new day: every process makes the day's partitions at once,
+			// on its first upload.
+			devs := make([]string, len(stores))
+			for i := range devs {
+				if err := stores[0].AddToken("tok", "gate", t0.Add(time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if devs[i], err = stores[0].Enroll("tok", "gate", make([]byte, 32), t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clk.Advance(5 * 24 * time.Hour)
+			raws, _ := chain(t, 10)
+			errs := make([]error, len(stores))
+			var wg sync.WaitGroup
+			for i, st := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = st.StoreEvents(devs[i], raws)
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("process %d uploading on a new day: %v", i, err)
+				}
+			}
+			var parts int
+			if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM events_p20261130").Scan(&parts); err != nil || parts != 40 {
+				t.Fatalf("the new day's partition holds %d events, %v", parts, err)
+			}
+		})
+	}
+}
+
+// TestRevocationVersionsAcrossProcesses: processes adding revocations at
+// once (the operator's, and registrations replacing a key) get versions
+// one after another, none twice and none skipped; a client reading at any
+// moment, from any process, sees a version with every entry up to it: a
+// snapshot whose count and digest are the version's, and deltas that take
+// it from the version it had to the one read.
+func TestRevocationVersionsAcrossProcesses(t *testing.T) {
+	dsn := pgtest.New(t)
+	stores := openAll(t, dsn, 3, Options{})
+	const perWriter = 25
+	var mu sync.Mutex
+	versions := map[uint64]int{}
+	errs := make(chan error, 16)
+	var writers, readers sync.WaitGroup
+	done := make(chan struct{})
+	for w, st := range stores {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := range perWriter {
+				var sub [store.SubjectSize]byte
+				sub[0], sub[1], sub[2] = byte(w), byte(i), 0xa5
+				v, err := st.Revoke([]store.RevEntry{{Subject: sub, Before: t0.Unix() + int64(i), DropAfter: t0.Unix() + 86400}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				versions[v]++
+				mu.Unlock()
+			}
+		}()
+	}
+	for r, st := range stores {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			set := map[[store.SubjectSize]byte]store.RevEntry{}
+			var have uint64
+			check := func(snapshot bool, items []store.RevEntry, version uint64, want store.SetDigest) error {
+				if version < have {
+					return fmt.Errorf("reader %d: version %d after %d", r, version, have)
+				}
+				if snapshot {
+					clear(set)
+				}
+				for _, e := range items {
+					if e.Tombstone {
+						delete(set, e.Subject)
+					} else {
+						set[e.Subject] = e
+					}
+				}
+				var got store.SetDigest
+				for _, e := range set {
+					got.Add(e)
+				}
+				if got != want {
+					return fmt.Errorf("reader %d at version %d: %d entries, the version's set has %d (or another digest)", r, version, got.Count, want.Count)
+				}
+				have = version
+				return nil
+			}
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				// Alternately a snapshot and a delta from what the reader has.
+				since := have
+				if since%2 == 1 {
+					since = 0
+				}
+				items, snapshot, version, set, err := st.RevocationItems(since)
+				if err == nil {
+					err = check(snapshot || since == 0, items, version, set)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(done)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := uint64(len(stores) * perWriter)
+	for v := uint64(1); v <= total; v++ {
+		if versions[v] != 1 {
+			t.Fatalf("version %d was returned %d times (versions: %v)", v, versions[v], versions)
+		}
+	}
+	v, set, err := stores[2].RevocationState()
+	if err != nil || v != total || set.Count != total {
+		t.Fatalf("state: version %d with %d entries, %v; want %d", v, set.Count, err, total)
+	}
+}
+
+// TestStalledProcessReleasesLocks: a process that stops inside a
+// transaction, holding the revocation state's lock (frozen, or cut off
+// from the database), holds up the other processes' revocations only
+// until its session has been idle for its call limit, not until the
+// database's TCP keepalive notices it.
+func TestStalledProcessReleasesLocks(t *testing.T) {
+	dsn := pgtest.New(t)
+	stalled := open(t, dsn, Options{Timeout: time.Second})
+	other := open(t, dsn, Options{Timeout: 30 * time.Second})
+	ctx := context.Background()
+	tx, err := stalled.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := lockRevState(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	v, err := other.Revoke([]store.RevEntry{{Subject: [store.SubjectSize]byte{1}, Before: t0.Unix(), DropAfter: t0.Unix() + 60}})
+	if err != nil || v != 1 {
+		t.Fatalf("revocation behind a stalled process: version %d, %v", v, err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("the revocation waited %v for the stalled process's lock", took)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Error("the stalled process's transaction committed after its session was ended")
+	}
+	// The stalled process's pool drops the ended connection and goes on.
+	if _, _, err := stalled.RevocationState(); err != nil {
+		t.Errorf("the stalled process after its session was ended: %v", err)
+	}
 }
