@@ -109,7 +109,12 @@ func (c *client) call(method, path string, req, res any) error {
 			}
 		}
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+			msg := bytes.TrimSpace(b)
+			if ra := resp.Header.Get("Retry-After"); resp.StatusCode == http.StatusTooManyRequests && ra != "" &&
+				resp.Header.Get(protocol.HeaderNextDeclaration) == "" {
+				return fmt.Errorf("%s: %s (try again in %s s)", resp.Status, msg, ra)
+			}
+			return fmt.Errorf("%s: %s", resp.Status, msg)
 		}
 		return protocol.Dec.Unmarshal(b, res)
 	}
@@ -160,6 +165,11 @@ func register(args []string, clk clock.Clock, stdout io.Writer) error {
 	}
 	path := registrationPath(*regPath, *keyPath)
 	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	// A file from before keeps its mode through WriteFile: it names the
+	// holder's subject, so it is the holder's alone.
+	if err := os.Chmod(path, 0o600); err != nil {
 		return err
 	}
 	how := "a registration code"
