@@ -361,6 +361,74 @@ func (a *Authority) DeviceEvents(device string, from uint64, limit int) ([]Event
 	return out, err
 }
 
+// dropBatch bounds the events DropEventsBefore removes in one
+// transaction, so that uploads wait for it only briefly.
+const dropBatch = 10_000
+
+// DropEventsBefore removes the events the checkpoints recorded before
+// before (by the event's own time; the PostgreSQL store goes by the day it
+// received them), device by device from each one's oldest, stopping at
+// the first event recorded at or after before. Each device's event at its
+// mark stays whatever its age, since its next upload links to it; the
+// marks stay too, so that an event removed and uploaded again is refused
+// as a gap, as a purged one is. It returns how many events it removed.
+func (a *Authority) DropEventsBefore(before time.Time) (int, error) {
+	var devices [][]byte
+	err := a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(aEvents).ForEachBucket(func(k []byte) error {
+			devices = append(devices, bytes.Clone(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, dev := range devices {
+		for {
+			n := 0
+			err := a.db.Update(func(tx *bolt.Tx) error {
+				n = 0
+				evs := tx.Bucket(aEvents).Bucket(dev)
+				if evs == nil {
+					return nil
+				}
+				mark := getU64(tx.Bucket(aMarks), dev)
+				var old [][]byte
+				c := evs.Cursor()
+				for k, v := c.First(); k != nil && len(old) < dropBatch; k, v = c.Next() {
+					if binary.BigEndian.Uint64(k) >= mark {
+						break
+					}
+					e, err := DecodeEvent(v)
+					if err != nil {
+						return err
+					}
+					if !e.Time.Before(before) {
+						break
+					}
+					old = append(old, bytes.Clone(k))
+				}
+				for _, k := range old {
+					if err := evs.Delete(k); err != nil {
+						return err
+					}
+				}
+				n = len(old)
+				return nil
+			})
+			if err != nil {
+				return total, err
+			}
+			total += n
+			if n < dropBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
 // EnrolledDevice is an enrolled checkpoint and how many of its events are
 // held without a gap.
 type EnrolledDevice struct {

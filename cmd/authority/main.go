@@ -17,7 +17,7 @@
 //	authority revoke --server URL --token FILE --id-number N [--before TIME]
 //	authority serve --keys DIR --db FILE|postgres://… --trust trust.cbor [--region R] [--listen 127.0.0.1:8420]
 //	                [--tls-cert FILE --tls-key FILE] [--rules rules.json] [--feed-key feed.pub]...
-//	                [--realname-key realname.pub]... [--code-validity 15m]
+//	                [--realname-key realname.pub]... [--code-validity 15m] [--keep-events 672h]
 //	authority enroll-token --server URL --token FILE --name NAME
 //	authority status --server URL --token FILE
 //	authority registration-code --server URL --token FILE --id-number N --name NAME --operator LABEL

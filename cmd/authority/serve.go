@@ -44,10 +44,14 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	fl.Var(&feedKeys, "feed-key", "a health department's feed public key (repeatable; none: every feed is refused)")
 	fl.Var(&realnameKeys, "realname-key", "a real-name service's public key whose assertions register holders (repeatable)")
 	codeValidity := fl.Duration("code-validity", 15*time.Minute, "how long a registration code lasts")
+	keep := fl.Duration("keep-events", 28*24*time.Hour, "how long the checkpoints' events are kept (0: for ever); checked every hour")
 	tlsCert := fl.String("tls-cert", "", "serve HTTPS with this certificate (PEM); needed off loopback unless a TLS proxy on this host fronts it")
 	tlsKey := fl.String("tls-key", "", "the certificate's private key (PEM)")
 	if err := cli.Parse(fl, args, "keys", "db"); err != nil {
 		return err
+	}
+	if *keep < 0 || (*keep > 0 && *keep < 24*time.Hour) {
+		return cli.Usagef("--keep-events must be 0 (keep them all) or at least 24h")
 	}
 	if *codeValidity <= 0 || *codeValidity > 24*time.Hour {
 		return cli.Usagef("--code-validity must be positive and at most 24h")
@@ -124,8 +128,18 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	srv := authority.New(db, authority.Keys{Issuer: issuer, IssuerCode: *code, List: list, Pseudonym: pk}, opts)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	retention := make(chan struct{})
+	go func() {
+		defer close(retention)
+		if *keep > 0 {
+			keepEvents(ctx, db, clk, *keep, log)
+		}
+	}()
 	fmt.Fprintf(stdout, "authority serving on %s://%s\n", scheme, ln.Addr())
-	if err := srv.Serve(ctx, ln, tlsConfig); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Serve(ctx, ln, tlsConfig)
+	stop()
+	<-retention // before the database closes
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

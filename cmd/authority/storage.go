@@ -19,6 +19,7 @@ type storage interface {
 	authority.Storage
 	SetTrustList(raw []byte) error
 	DeviceEvents(device string, from uint64, limit int) ([]store.Event, error)
+	DropEventsBefore(before time.Time) (int, error)
 	Close() error
 }
 
