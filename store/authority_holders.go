@@ -101,6 +101,8 @@ type Registration struct {
 
 	// Revoke is added, as a new revocation version, when the subject had
 	// another key registered: the old phone's credentials are revoked.
+	// Its cut-off is moved, in the transaction, to the second after the
+	// subject's cut-off held if that is later (RevEntry.AfterCutoff).
 	Revoke RevEntry
 }
 
@@ -134,7 +136,11 @@ type holderRecord struct {
 // before, and Registered becomes r.At; the subject's colour and history
 // are kept, and its colour state's DeclareNow is set (the new phone may
 // declare at once). If another key was registered, r.Revoke is added in
-// the same transaction (Registered.Replaced, and the revocation version).
+// the same transaction (Registered.Replaced, and the revocation version),
+// with its cut-off no earlier than the second after the subject's cut-off
+// as the transaction finds it (RevEntry.AfterCutoff): a credential the
+// old key got in the second of a colour change, dated the second after
+// that change's cut-off, is revoked with the rest.
 func (a *Authority) Register(r Registration) (Registered, error) {
 	var out Registered
 	err := a.db.Update(func(tx *bolt.Tx) error {
@@ -179,11 +185,52 @@ func (a *Authority) Register(r Registration) (Registered, error) {
 			return err
 		}
 		if out.Replaced {
-			out.Version, err = a.revoke(tx, []RevEntry{r.Revoke})
+			out.Version, err = a.revokeAfterHeld(tx, r.Revoke)
 		}
 		return err
 	})
 	return out, err
+}
+
+// AfterCutoff is e with its cut-off moved to the second after held (the
+// cut-off of the subject's entry on the list) if that is later than
+// e's, and its drop-after time moved by as much. A credential issued in
+// the second of a cut-off is dated the second after it (docs/authority.md,
+// "The same-second rule"); a revocation made in that same second takes
+// this cut-off to cover it.
+func (e RevEntry) AfterCutoff(held int64) RevEntry {
+	if c := held + 1; c > e.Before {
+		e.DropAfter += c - e.Before
+		e.Before = c
+	}
+	return e
+}
+
+// RevokeNow adds e as one new version, as Revoke does, with its cut-off
+// decided in the transaction: the later of e.Before and the second after
+// the cut-off of the subject's entry held then (RevEntry.AfterCutoff; no
+// entry held: e as it is). It is for a revocation dated now (an
+// operator's without a time): a credential issued in the second of a
+// colour change is dated the second after that change's cut-off, and is
+// revoked all the same. It returns the new version.
+func (a *Authority) RevokeNow(e RevEntry) (uint64, error) {
+	var version uint64
+	err := a.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		version, err = a.revokeAfterHeld(tx, e)
+		return err
+	})
+	return version, err
+}
+
+// revokeAfterHeld adds e within tx as one new version, its cut-off moved
+// past the subject's held (RevEntry.AfterCutoff).
+func (a *Authority) revokeAfterHeld(tx *bolt.Tx, e RevEntry) (uint64, error) {
+	if raw := tx.Bucket(aRevs).Get(e.Subject[:]); raw != nil {
+		held, _ := decodeARev(e.Subject[:], raw)
+		e = e.AfterCutoff(held.Before)
+	}
+	return a.revoke(tx, []RevEntry{e})
 }
 
 // ExpireProofs forgets the registration codes and the used assertion ids

@@ -111,7 +111,7 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	rows := len(fu.Areas) + len(fu.Listings)
@@ -124,6 +124,6 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 	} else {
 		lg.Info("feed already applied: nothing done")
 	}
-	writeCBOR(w, protocol.FeedResponse{Applied: res.Applied, Rows: rows, Subjects: res.Subjects, Changed: res.Changed,
+	s.writeCBOR(w, r, protocol.FeedResponse{Applied: res.Applied, Rows: rows, Subjects: res.Subjects, Changed: res.Changed,
 		RevocationVersion: res.Version})
 }

@@ -92,22 +92,22 @@ func (s *Server) adminRegistrationCode(w http.ResponseWriter, r *http.Request) {
 	s.hashing.give()
 	code, err := identity.NewCode()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	plain, err := identity.ParseCode(code)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	expires := now.Add(s.opts.CodeValidity).Truncate(time.Second)
 	if err := s.st.AddRegistrationCode(store.RegistrationCode{Hash: identity.CodeHash(s.codeKey, plain), Subject: sub,
 		MaskedName: credential.MaskName(req.Name), IDHash: idHash, Operator: req.Operator, Expires: expires}); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	s.log.Info("registration code issued", "subject", hex.EncodeToString(sub[:]), "operator", req.Operator, "expires", expires)
-	writeCBOR(w, protocol.AdminRegistrationCodeResponse{Code: code, Expires: expires})
+	s.writeCBOR(w, r, protocol.AdminRegistrationCodeResponse{Code: code, Expires: expires})
 }
 
 // register registers a holder key for a person, on a proof of who they
@@ -170,7 +170,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
 	masked := credential.MaskName(req.Name)
 	now := s.clock.Now().Truncate(time.Second)
-	reg := store.Registration{Subject: sub, Key: key, MaskedName: masked, At: now, Revoke: s.revocation(sub, now)}
+	reg := store.Registration{Subject: sub, Key: key, MaskedName: masked, At: now}
 	proof := "code"
 	switch {
 	case req.Code != "" && req.Assertion == nil:
@@ -216,9 +216,15 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.expire(); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
+	// The cut-off for the old key's credentials, if any: the time after
+	// the Argon2id and the wait for its slot, not of the request; the
+	// storage moves it, in its transaction, to the second after the
+	// subject's cut-off if that is later (a credential issued in the
+	// second of a colour change is dated then).
+	reg.Revoke = s.revocation(sub, s.clock.Now().Truncate(time.Second))
 	res, err := s.st.Register(reg)
 	if reg.AssertionID != nil && (err == nil || errors.Is(err, store.ErrBadProof)) {
 		s.assertions.add(reg.AssertionID, reg.AssertionExpires, now)
@@ -228,7 +234,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, client, "registration proof", err.Error(), http.StatusForbidden)
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	s.fails.ok(client)
@@ -238,7 +244,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.log.Info("holder registered", "subject", hex.EncodeToString(sub[:]), "proof", proof)
 	}
-	writeCBOR(w, protocol.RegisterResponse{Subject: sub[:], Registered: now, Replaced: res.Replaced})
+	s.writeCBOR(w, r, protocol.RegisterResponse{Subject: sub[:], Registered: now, Replaced: res.Replaced})
 }
 
 // holder authenticates a holder's request from its headers, before its
@@ -264,7 +270,7 @@ func (s *Server) holder(w http.ResponseWriter, r *http.Request) (protocol.Signed
 	})
 	switch {
 	case dbErr != nil:
-		http.Error(w, dbErr.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, dbErr)
 		return sr, h, false
 	case err != nil:
 		s.failed(w, client, "holder signature", protocol.ErrHolderUnauthenticated.Error(), http.StatusUnauthorized)
@@ -341,7 +347,7 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 	if len(regions) > 0 {
 		areas, err := s.st.RiskAreas(regions)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			s.internalError(w, r, err)
 			return
 		}
 		for _, a := range areas {
@@ -409,7 +415,7 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	// For audit: who (by pseudonym) got which credential, of which colour,
@@ -419,10 +425,10 @@ func (s *Server) declare(w http.ResponseWriter, r *http.Request) {
 		"reasons", strings.Join(held.Colour.Reasons, ","), "changed", change != nil)
 	hist, err := s.st.ColourHistory(sub, historyShown)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
-	writeCBOR(w, protocol.DeclarationResponse{Credential: raw, Status: s.statusOf(held, hist)})
+	s.writeCBOR(w, r, protocol.DeclarationResponse{Credential: raw, Status: s.statusOf(held, hist)})
 }
 
 // tooSoon answers a declaration made before next, the time of the next
@@ -446,10 +452,10 @@ func (s *Server) holderStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	hist, err := s.st.ColourHistory(h.Subject, historyShown)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
-	writeCBOR(w, s.statusOf(h, hist))
+	s.writeCBOR(w, r, s.statusOf(h, hist))
 }
 
 func (s *Server) statusOf(h store.Holder, hist []store.ColourChange) protocol.HolderStatus {

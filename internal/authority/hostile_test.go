@@ -102,6 +102,74 @@ func TestFeedInTheSecondOfAColourChange(t *testing.T) {
 	}
 }
 
+// greenInTheSecondOfAChange is a registered phone whose clean declaration
+// after a quarantine turned it green: its credential is dated the second
+// after the change's cut-off, and the clock is still in that second.
+func greenInTheSecondOfAChange(t *testing.T, f *fixture) (*phone, *credential.Credential) {
+	t.Helper()
+	p := f.registered("phone-1", credentialtest.IDNumber, credentialtest.Name)
+	if c, _ := f.declared(p, protocol.Declaration{Fever: true}); c.Status != credential.Yellow {
+		t.Fatalf("a fever: %s", c.Status)
+	}
+	f.clock.Advance(73 * time.Hour)
+	green, _ := f.declared(p, protocol.Declaration{})
+	if green.Status != credential.Green || green.IssuedAt.Unix() != f.clock.Now().Unix()+1 ||
+		f.revokedBefore(credentialtest.IDNumber) != f.clock.Now().Unix() {
+		t.Fatalf("the clean declaration after the quarantine: %s at %v, cut-off %d", green.Status, green.IssuedAt,
+			f.revokedBefore(credentialtest.IDNumber))
+	}
+	return p, green
+}
+
+// TestNewPhoneInTheSecondOfAColourChange: a new phone registered in the
+// second a colour change dated the old phone's credential after revokes
+// that credential with the rest, and the new phone declares at once.
+func TestNewPhoneInTheSecondOfAColourChange(t *testing.T) {
+	f := holderFixture(t, nil)
+	_, green := greenInTheSecondOfAChange(t, f)
+	q := newPhone("phone-2")
+	if w := f.register(q, credentialtest.IDNumber, credentialtest.Name, f.code(credentialtest.IDNumber, credentialtest.Name), nil); w.Code != http.StatusOK {
+		t.Fatalf("the new phone: %d %s", w.Code, w.Body)
+	}
+	if cut := f.revokedBefore(credentialtest.IDNumber); green.IssuedAt.Unix() > cut {
+		t.Errorf("the old phone's credential issued at %v survives a new phone registered in the second before (cut-off %d)",
+			green.IssuedAt, cut)
+	}
+	if c, _ := f.declared(q, protocol.Declaration{}); c.IssuedAt.Unix() <= f.revokedBefore(credentialtest.IDNumber) ||
+		c.IssuedAt.Sub(f.clock.Now()) > 10*time.Second {
+		t.Errorf("the new phone's credential issued at %v, cut-off %d", c.IssuedAt, f.revokedBefore(credentialtest.IDNumber))
+	}
+}
+
+// TestOperatorRevocationInTheSecondOfAColourChange: an operator's
+// revocation without a time, in the second a colour change dated a
+// credential after, revokes that credential; one at a time the operator
+// gives is applied as given.
+func TestOperatorRevocationInTheSecondOfAColourChange(t *testing.T) {
+	f := holderFixture(t, nil)
+	_, green := greenInTheSecondOfAChange(t, f)
+	now := f.clock.Now().Unix()
+	if w := f.admin(protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: credentialtest.IDNumber, Before: f.clock.Now()}); w.Code != http.StatusOK {
+		t.Fatalf("revoke at a time given: %d %s", w.Code, w.Body)
+	}
+	if cut := f.revokedBefore(credentialtest.IDNumber); cut != now {
+		t.Errorf("a revocation at %d, the time given, made the cut-off %d", now, cut)
+	}
+	if w := f.admin(protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: credentialtest.IDNumber}); w.Code != http.StatusOK {
+		t.Fatalf("revoke now: %d %s", w.Code, w.Body)
+	}
+	if cut := f.revokedBefore(credentialtest.IDNumber); green.IssuedAt.Unix() > cut {
+		t.Errorf("the credential issued at %v survives a revocation without a time in the second before (cut-off %d)", green.IssuedAt, cut)
+	}
+	// Another person, never revoked: now, as it is.
+	if w := f.admin(protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: otherID}); w.Code != http.StatusOK {
+		t.Fatalf("revoke now: %d %s", w.Code, w.Body)
+	}
+	if cut := f.revokedBefore(otherID); cut != now {
+		t.Errorf("a first revocation without a time: cut-off %d, want %d", cut, now)
+	}
+}
+
 // TestRegionCodesAtAnyLength: GB/T 2260 writes a city as 440300 and a
 // township as 440304003000; a visit and a listing match whatever the
 // length each is written at.

@@ -55,6 +55,11 @@ type Storage interface {
 	DeclarePurged(device string, g store.ForcedPurge) (uint64, error)
 	Mark(device string) (uint64, error)
 	Revoke(entries []store.RevEntry) (uint64, error)
+	// RevokeNow is Revoke of one entry with its cut-off decided in the
+	// transaction: no earlier than the second after the subject's held
+	// (store.RevEntry.AfterCutoff). For an operator's revocation without
+	// a time.
+	RevokeNow(e store.RevEntry) (uint64, error)
 	Expire(now time.Time) (uint64, int, error)
 	RevocationState() (uint64, store.SetDigest, error)
 	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
@@ -310,10 +315,21 @@ func (s *Server) tooMany(w http.ResponseWriter) {
 	http.Error(w, "too many failed attempts: try again later", http.StatusTooManyRequests)
 }
 
-func writeCBOR(w http.ResponseWriter, v any) {
+// internalError answers a request that failed on the authority's side (a
+// storage error, mostly) with a bare "internal error" 500, and logs the
+// error with the request's method and path: its text (SQL, time limits,
+// file names) is for the operator, not for clients. Nothing personal
+// reaches it: the storage holds pseudonyms, hashes and masked names, and
+// its errors name no ID number, name or code.
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+func (s *Server) writeCBOR(w http.ResponseWriter, r *http.Request, v any) {
 	b, err := protocol.Enc.Marshal(v)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", protocol.ContentType)
@@ -321,7 +337,7 @@ func writeCBOR(w http.ResponseWriter, v any) {
 }
 
 // writeSigned signs v with the list key as an object of type typ.
-func (s *Server) writeSigned(w http.ResponseWriter, typ string, v any) {
+func (s *Server) writeSigned(w http.ResponseWriter, r *http.Request, typ string, v any) {
 	payload, err := protocol.Enc.Marshal(v)
 	if err == nil {
 		var signed []byte
@@ -331,7 +347,7 @@ func (s *Server) writeSigned(w http.ResponseWriter, typ string, v any) {
 			return
 		}
 	}
-	http.Error(w, err.Error(), http.StatusInternalServerError)
+	s.internalError(w, r, err)
 }
 
 // device authenticates a device's request from its headers, before its
@@ -412,11 +428,11 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	s.log.Info("checkpoint enrolled", "device", id, "name", req.Name)
-	writeCBOR(w, protocol.EnrollResponse{DeviceID: id})
+	s.writeCBOR(w, r, protocol.EnrollResponse{DeviceID: id})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -431,12 +447,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	id, nonce := sr.Device, sr.Nonce
 	mark, err := s.st.Mark(id)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	rv, _, err := s.st.RevocationState()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	var tv uint64
@@ -445,7 +461,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		// signature (checkpoints check it).
 		tv, _ = trust.PeekVersion(raw)
 	}
-	s.writeSigned(w, protocol.TypeStatus, protocol.Status{
+	s.writeSigned(w, r, protocol.TypeStatus, protocol.Status{
 		ServerTime: s.clock.Now(), Nonce: nonce, DeviceID: id, Mark: mark, TrustVersion: tv, RevocationVersion: rv,
 	})
 }
@@ -515,10 +531,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "malformed purge declaration", http.StatusBadRequest)
 			return
 		}
-		if _, err := s.st.DeclarePurged(id, store.ForcedPurge{From: p.From, To: p.To, Last: [32]byte(p.Last), At: s.clock.Now()}); err != nil {
+		_, err := s.st.DeclarePurged(id, store.ForcedPurge{From: p.From, To: p.To, Last: [32]byte(p.Last), At: s.clock.Now()})
+		switch {
+		case errors.Is(err, store.ErrGap), errors.Is(err, store.ErrUnknownDevice):
 			s.storing.give()
 			s.log.Error("purge declaration refused", "device", id, "from", p.From, "to", p.To, "err", err)
 			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		case err != nil:
+			s.storing.give()
+			s.internalError(w, r, err)
 			return
 		}
 		s.log.Warn("events purged at the checkpoint before upload", "device", id, "from", p.From, "to", p.To)
@@ -531,10 +553,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
-	s.writeSigned(w, protocol.TypeAck, protocol.Ack{DeviceID: id, Nonce: nonce, Mark: mark})
+	s.writeSigned(w, r, protocol.TypeAck, protocol.Ack{DeviceID: id, Nonce: nonce, Mark: mark})
 }
 
 // startUpload marks an upload of device id in progress, unless one is.
@@ -688,7 +710,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, since uint64) 
 		busy(w)
 		return nil, false
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return nil, false
 	}
 	return c, true
@@ -713,7 +735,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock.Now()
-	s.writeSigned(w, protocol.TypeManifest, protocol.Manifest{
+	s.writeSigned(w, r, protocol.TypeManifest, protocol.Manifest{
 		Version: c.version, Since: since, Snapshot: c.snapshot, IssuedAt: now, Expires: now.Add(s.opts.ManifestValidity),
 		Set: c.set, Chunks: c.infos,
 	})
@@ -767,6 +789,10 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// adminRevoke revokes the credentials of the holder of an ID number
+// issued at or before the time the operator gives, as given; without a
+// time, at or before now, or the second after the subject's cut-off held
+// if that is later (Storage.RevokeNow).
 func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 	if !s.admin(w, r) {
 		return
@@ -785,24 +811,23 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	before := req.Before
-	if before.IsZero() {
-		before = s.clock.Now()
+	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
+	var version uint64
+	if req.Before.IsZero() {
+		// Now: decided in the storage's transaction, no earlier than the
+		// second after the subject's cut-off held, which a credential
+		// issued in the second of a colour change is dated.
+		version, err = s.st.RevokeNow(s.revocation(sub, s.clock.Now()))
+	} else {
+		// A time the operator gave is applied as given.
+		version, err = s.st.Revoke([]store.RevEntry{s.revocation(sub, req.Before)})
 	}
-	version, err := s.revoke(id, before)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	s.log.Info("revocation added", "version", version)
-	writeCBOR(w, map[string]uint64{"version": version})
-}
-
-// revoke revokes the credentials of the holder of ID number id issued at
-// or before before.
-func (s *Server) revoke(id string, before time.Time) (uint64, error) {
-	sub := [store.SubjectSize]byte(credential.Pseudonym(s.keys.Pseudonym, id))
-	return s.st.Revoke([]store.RevEntry{s.revocation(sub, before)})
+	s.writeCBOR(w, r, map[string]uint64{"version": version})
 }
 
 // revocation is the entry revoking a subject's credentials issued at or
@@ -817,19 +842,19 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	v, set, err := s.st.RevocationState()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	ds, err := s.st.Devices()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
 	st := protocol.AdminStatus{RevocationVersion: v, Revocations: set.Count, Devices: []protocol.DeviceInfo{}}
 	for _, d := range ds {
 		st.Devices = append(st.Devices, protocol.DeviceInfo{ID: d.ID, Name: d.Name, Enrolled: d.Enrolled, Mark: d.Mark})
 	}
-	writeCBOR(w, st)
+	s.writeCBOR(w, r, st)
 }
 
 func (s *Server) adminToken(w http.ResponseWriter, r *http.Request) {
@@ -849,10 +874,10 @@ func (s *Server) adminToken(w http.ResponseWriter, r *http.Request) {
 	rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
 	if err := s.st.AddToken(token, req.Name, s.clock.Now().Add(7*24*time.Hour)); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		s.internalError(w, r, err)
 		return
 	}
-	writeCBOR(w, protocol.AdminTokenResponse{Token: token})
+	s.writeCBOR(w, r, protocol.AdminTokenResponse{Token: token})
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

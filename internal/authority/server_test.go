@@ -697,3 +697,114 @@ func TestShutdownClosesSlowClients(t *testing.T) {
 		t.Errorf("the slow client's connection: %v", err)
 	}
 }
+
+// failingStore is the fixture's database that, once failing is set,
+// fails every call the test makes with a database's error text.
+type failingStore struct {
+	*store.Authority
+	failing atomic.Bool
+}
+
+// dbFailure is the text of failingStore's errors: no client may see it.
+const dbFailure = `pq: canceling statement due to statement timeout: SELECT cutoff FROM revocations WHERE subject = $1`
+
+func (s *failingStore) fail() error {
+	if s.failing.Load() {
+		return errors.New(dbFailure)
+	}
+	return nil
+}
+
+func (s *failingStore) Mark(device string) (uint64, error) {
+	if err := s.fail(); err != nil {
+		return 0, err
+	}
+	return s.Authority.Mark(device)
+}
+
+func (s *failingStore) RevocationState() (uint64, store.SetDigest, error) {
+	if err := s.fail(); err != nil {
+		return 0, store.SetDigest{}, err
+	}
+	return s.Authority.RevocationState()
+}
+
+func (s *failingStore) RevokeNow(e store.RevEntry) (uint64, error) {
+	if err := s.fail(); err != nil {
+		return 0, err
+	}
+	return s.Authority.RevokeNow(e)
+}
+
+func (s *failingStore) AddRegistrationCode(c store.RegistrationCode) error {
+	if err := s.fail(); err != nil {
+		return err
+	}
+	return s.Authority.AddRegistrationCode(c)
+}
+
+func (s *failingStore) Register(r store.Registration) (store.Registered, error) {
+	if err := s.fail(); err != nil {
+		return store.Registered{}, err
+	}
+	return s.Authority.Register(r)
+}
+
+func (s *failingStore) Holder(subject [store.SubjectSize]byte) (store.Holder, error) {
+	if err := s.fail(); err != nil {
+		return store.Holder{}, err
+	}
+	return s.Authority.Holder(subject)
+}
+
+// TestStorageErrorsStayInTheLog: a storage error is answered with a bare
+// "internal error" 500, its text (SQL, time limits) only in the log, with
+// the request's path and no personal data.
+func TestStorageErrorsStayInTheLog(t *testing.T) {
+	f := newFixture(t, authority.Options{})
+	fs := &failingStore{Authority: f.db}
+	f.srv = authority.New(fs, f.keys, f.opts)
+	code := f.code(credentialtest.IDNumber, credentialtest.Name)
+	p := f.registered("phone-1", credentialtest.IDNumber, credentialtest.Name)
+	fs.failing.Store(true)
+	for _, tc := range []struct {
+		name, path string
+		do         func() *httptest.ResponseRecorder
+	}{
+		{"a device's status", protocol.PathStatus, func() *httptest.ResponseRecorder {
+			return f.serve(f.signed(http.MethodGet, protocol.PathStatus, nil, "nonce-failing", f.clock.Now()))
+		}},
+		{"the operator's status", protocol.PathAdminStatus, func() *httptest.ResponseRecorder {
+			return f.admin(protocol.PathAdminStatus, struct{}{})
+		}},
+		{"a revocation", protocol.PathAdminRevoke, func() *httptest.ResponseRecorder {
+			return f.admin(protocol.PathAdminRevoke, protocol.AdminRevoke{IDNumber: credentialtest.IDNumber})
+		}},
+		{"a registration code", protocol.PathAdminRegistrationCode, func() *httptest.ResponseRecorder {
+			return f.admin(protocol.PathAdminRegistrationCode, protocol.AdminRegistrationCode{IDNumber: credentialtest.IDNumber,
+				Name: credentialtest.Name, Operator: "office-1"})
+		}},
+		{"a registration", protocol.PathRegister, func() *httptest.ResponseRecorder {
+			return f.register(newPhone("phone-2"), credentialtest.IDNumber, credentialtest.Name, code, nil)
+		}},
+		{"a holder's status", protocol.PathHolderStatus, func() *httptest.ResponseRecorder {
+			return f.holderRequest(p, http.MethodGet, protocol.PathHolderStatus, nil, false)
+		}},
+	} {
+		before := f.log.count(dbFailure)
+		w := tc.do()
+		if w.Code != http.StatusInternalServerError || strings.TrimSpace(w.Body.String()) != "internal error" {
+			t.Errorf("%s: %d %q, want 500 \"internal error\"", tc.name, w.Code, w.Body)
+		}
+		if strings.Contains(w.Body.String(), "SELECT") || strings.Contains(w.Body.String(), "timeout") {
+			t.Errorf("%s: the database's error in the answer: %q", tc.name, w.Body)
+		}
+		if f.log.count(dbFailure) != before+1 || f.log.count("path="+tc.path) == 0 {
+			t.Errorf("%s: the error is not logged once with its path:\n%s", tc.name, f.log.buf.String())
+		}
+	}
+	if n := f.log.count("component=authority"); n == 0 || n != strings.Count(f.log.buf.String(), "\n") {
+		t.Errorf("log lines without their component:\n%s", f.log.buf.String())
+	}
+	f.noPersonalData(code)
+}

@@ -246,7 +246,10 @@ type FeedResponse struct {
 	RevocationVersion uint64 `cbor:"5,keyasint" json:"revocation_version"`
 }
 
-// AdminRevoke revokes a subject's credentials issued at or before Before.
+// AdminRevoke revokes a subject's credentials issued at or before Before,
+// as given. A zero Before is now, decided by the authority as it adds the
+// revocation: the later of now and the second after the subject's cut-off
+// held (docs/authority.md, the same-second rule).
 type AdminRevoke struct {
 	IDNumber string    `cbor:"1,keyasint"`
 	Before   time.Time `cbor:"2,keyasint"`

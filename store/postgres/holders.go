@@ -50,7 +50,8 @@ func (s *Store) AddRegistrationCode(c store.RegistrationCode) error {
 // error is store.ErrBadProof. The key replaces any registered before (the
 // colour and history are kept, and the next declaration allowed at once);
 // if another key was registered, r.Revoke is added as a new revocation
-// version.
+// version, its cut-off no earlier than the second after the subject's
+// cut-off as the transaction finds it (revokeAfterHeld).
 //
 // The subject's row is locked first, then the code's (by its deletion) or
 // the assertion id's (by its insertion): of two registrations with one
@@ -107,7 +108,7 @@ func (s *Store) Register(r store.Registration) (store.Registered, error) {
 			return err
 		}
 		if out.Replaced {
-			out.Version, err = revoke(ctx, tx, []store.RevEntry{r.Revoke})
+			out.Version, err = revokeAfterHeld(ctx, tx, r.Revoke)
 		}
 		return err
 	})

@@ -59,6 +59,43 @@ func (s *Store) Revoke(entries []store.RevEntry) (uint64, error) {
 	return version, nil
 }
 
+// RevokeNow adds e as one new version, as store.Authority.RevokeNow
+// does: its cut-off is the later of e.Before and the second after the
+// subject's live cut-off, read under the revocation state's lock, so that
+// no other change to the revocations comes between the read and the
+// write, whichever process makes it. It returns the new version.
+func (s *Store) RevokeNow(e store.RevEntry) (uint64, error) {
+	var version uint64
+	err := s.write(func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		version, err = revokeAfterHeld(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return 0, wrap("revoke", err)
+	}
+	return version, nil
+}
+
+// revokeAfterHeld adds e within tx as one new version, its cut-off moved
+// past the subject's live one (store.RevEntry.AfterCutoff). The
+// revocation state is locked first, so the cut-off read is the one the
+// new version replaces.
+func revokeAfterHeld(ctx context.Context, tx pgx.Tx, e store.RevEntry) (uint64, error) {
+	if _, err := lockRevState(ctx, tx); err != nil {
+		return 0, err
+	}
+	var held int64
+	err := tx.QueryRow(ctx, "SELECT cutoff FROM revocations WHERE subject = $1 AND live", e.Subject[:]).Scan(&held)
+	switch {
+	case err == nil:
+		e = e.AfterCutoff(held)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, err
+	}
+	return revoke(ctx, tx, []store.RevEntry{e})
+}
+
 // revoke adds revocations as one new version within tx.
 func revoke(ctx context.Context, tx pgx.Tx, entries []store.RevEntry) (uint64, error) {
 	st, err := lockRevState(ctx, tx)

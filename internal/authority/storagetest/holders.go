@@ -231,6 +231,144 @@ func testRegisterKeepsColour(t *testing.T, st Storage) {
 	}
 }
 
+// cutoff is the subject's entry on the revocation list (zero: none).
+func cutoff(t *testing.T, st Storage, s [store.SubjectSize]byte) store.RevEntry {
+	t.Helper()
+	items, _, _, _, err := st.RevocationItems(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range items {
+		if e.Subject == s {
+			return e
+		}
+	}
+	return store.RevEntry{}
+}
+
+// testSameSecondCutoffs: a credential issued in the second of a colour
+// change is dated the second after its cut-off; a new phone registered,
+// or an operator's revocation without a time (RevokeNow), in that same
+// second revokes it: their cut-off is the later of the one asked for and
+// the second after the subject's, decided in the transaction, with the
+// drop-after time moved as far. Revoke, an operator's revocation at a
+// time given, applies its cut-off as given.
+func testSameSecondCutoffs(t *testing.T, st Storage) {
+	s := subj('s')
+	registerByAssertion(t, st, s, 1, t0)
+	// A declaration changes the colour at T: cut-off T, its credential
+	// dated T+1.
+	at := t0.Add(time.Hour)
+	if _, err := st.UpdateHolder(s, func(h store.Holder) (*store.HolderUpdate, error) {
+		rev := revOf(s, at)
+		return &store.HolderUpdate{Colour: store.ColourState{Colour: "yellow", Since: at}, Revoke: &rev}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A new phone in the same second, asking for T.
+	r := registerByAssertion(t, st, s, 2, at)
+	if !r.Replaced || r.Version != 2 {
+		t.Fatalf("a new phone: %+v", r)
+	}
+	want := revOf(s, at.Add(time.Second))
+	if e := cutoff(t, st, s); e != want {
+		t.Errorf("a new phone in the second of a colour change: %+v, want %+v (the credential dated the second after the change revoked)", e, want)
+	}
+	if h, _ := st.Holder(s); !h.RevokedBefore.Equal(at.Add(time.Second)) {
+		t.Errorf("the holder's cut-off %v", h.RevokedBefore)
+	}
+	// A cut-off asked for later than that is taken as it is.
+	later := at.Add(time.Minute)
+	registerByAssertion(t, st, s, 3, later)
+	if e := cutoff(t, st, s); e != revOf(s, later) {
+		t.Errorf("a new phone a minute later: %+v, want %+v", e, revOf(s, later))
+	}
+
+	// The operator's revocations: without a time (RevokeNow), the first
+	// of a subject is as asked; in the same second again, the second
+	// after.
+	u := subj('u')
+	if v, err := st.RevokeNow(revOf(u, at)); err != nil || v != 4 {
+		t.Fatalf("RevokeNow: version %d, %v", v, err)
+	}
+	if e := cutoff(t, st, u); e != revOf(u, at) {
+		t.Errorf("the first revocation of a subject, now: %+v, want %+v", e, revOf(u, at))
+	}
+	if _, err := st.RevokeNow(revOf(u, at)); err != nil {
+		t.Fatal(err)
+	}
+	if e := cutoff(t, st, u); e != revOf(u, at.Add(time.Second)) {
+		t.Errorf("a revocation, now, in the second of the cut-off: %+v, want %+v", e, revOf(u, at.Add(time.Second)))
+	}
+	if _, err := st.RevokeNow(revOf(u, later)); err != nil {
+		t.Fatal(err)
+	}
+	if e := cutoff(t, st, u); e != revOf(u, later) {
+		t.Errorf("a revocation, now, a minute later: %+v, want %+v", e, revOf(u, later))
+	}
+	// At a time given: as given (an earlier one is covered already).
+	if _, err := st.Revoke([]store.RevEntry{revOf(u, later)}); err != nil {
+		t.Fatal(err)
+	}
+	if e := cutoff(t, st, u); e != revOf(u, later) {
+		t.Errorf("a revocation at a time given, the cut-off's: %+v, want %+v", e, revOf(u, later))
+	}
+	(&box{}).apply(t, st)
+}
+
+// testConcurrentSameSecondCutoffs: new phones and operators' revocations
+// without a time, all at once and all asking for the same second, each
+// move the subject's cut-off one second on: each reads the cut-off it
+// replaces in its own transaction.
+func testConcurrentSameSecondCutoffs(t *testing.T, st Storage) {
+	s := subj('t')
+	registerByAssertion(t, st, s, 1, t0)
+	const phones, revocations = 4, 6
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	versions := map[uint64]bool{}
+	record := func(v uint64, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err != nil:
+			t.Error(err)
+		case versions[v]:
+			t.Errorf("version %d made twice", v)
+		}
+		versions[v] = true
+	}
+	for i := range phones {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := st.Register(store.Registration{Subject: s, Key: holderKey(byte(10 + i)), MaskedName: "李*", IDHash: []byte{3, 4}, At: t0,
+				AssertionID: []byte(fmt.Sprintf("assertion-at-once-%d", i)), AssertionExpires: t0.Add(10 * time.Minute), Revoke: revOf(s, t0)})
+			if err == nil && !r.Replaced {
+				err = fmt.Errorf("phone %d replaced none", i)
+			}
+			record(r.Version, err)
+		}()
+	}
+	for range revocations {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			record(st.RevokeNow(revOf(s, t0)))
+		}()
+	}
+	wg.Wait()
+	// The first revocation is t0's; each after it a second later.
+	want := revOf(s, t0.Add((phones+revocations-1)*time.Second))
+	if e := cutoff(t, st, s); e != want {
+		t.Errorf("after %d revocations at once in one second: %+v, want %+v", phones+revocations, e, want)
+	}
+	if v, _, _ := st.RevocationState(); v != phones+revocations || len(versions) != phones+revocations {
+		t.Errorf("version %d, %d versions made; want %d", v, len(versions), phones+revocations)
+	}
+	(&box{}).apply(t, st)
+}
+
 // testUpdateHolder: the callback sees what is held and its update is
 // recorded whole, or nothing is.
 func testUpdateHolder(t *testing.T, st Storage) {

@@ -34,6 +34,7 @@ type Storage interface {
 	DeclarePurged(device string, g store.ForcedPurge) (uint64, error)
 	Mark(device string) (uint64, error)
 	Revoke(entries []store.RevEntry) (uint64, error)
+	RevokeNow(e store.RevEntry) (uint64, error)
 	Expire(now time.Time) (uint64, int, error)
 	RevocationState() (uint64, store.SetDigest, error)
 	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
@@ -85,6 +86,8 @@ func Run(t *testing.T, open Open) {
 		// holders.go
 		{"Register", testRegister},
 		{"RegisterKeepsColour", testRegisterKeepsColour},
+		{"SameSecondCutoffs", testSameSecondCutoffs},
+		{"ConcurrentSameSecondCutoffs", testConcurrentSameSecondCutoffs},
 		{"UpdateHolder", testUpdateHolder},
 		{"ColourStateKept", testColourStateKept},
 		{"ApplyFeed", testApplyFeed},
