@@ -102,7 +102,8 @@ type Registration struct {
 	// Revoke is added, as a new revocation version, when the subject had
 	// another key registered: the old phone's credentials are revoked.
 	// Its cut-off is moved, in the transaction, to the second after the
-	// subject's cut-off held if that is later (RevEntry.AfterCutoff).
+	// subject's cut-off held, or after its last declaration, if that is
+	// later (RevEntry.AfterCutoff, AfterDeclaration).
 	Revoke RevEntry
 }
 
@@ -140,7 +141,11 @@ type holderRecord struct {
 // with its cut-off no earlier than the second after the subject's cut-off
 // as the transaction finds it (RevEntry.AfterCutoff): a credential the
 // old key got in the second of a colour change, dated the second after
-// that change's cut-off, is revoked with the rest.
+// that change's cut-off, is revoked with the rest; nor earlier than the
+// second after the subject's last declaration as the transaction finds it
+// (RevEntry.AfterDeclaration): a credential the old key got on a
+// declaration recorded after the caller chose r.Revoke's cut-off is
+// revoked too.
 func (a *Authority) Register(r Registration) (Registered, error) {
 	var out Registered
 	err := a.db.Update(func(tx *bolt.Tx) error {
@@ -185,7 +190,7 @@ func (a *Authority) Register(r Registration) (Registered, error) {
 			return err
 		}
 		if out.Replaced {
-			out.Version, err = a.revokeAfterHeld(tx, r.Revoke)
+			out.Version, err = a.revokeAfterHeld(tx, r.Revoke.AfterDeclaration(rec.Colour))
 		}
 		return err
 	})
@@ -204,6 +209,21 @@ func (e RevEntry) AfterCutoff(held int64) RevEntry {
 		e.Before = c
 	}
 	return e
+}
+
+// AfterDeclaration is e with its cut-off moved to the second after c's
+// last declaration if that is later (AfterCutoff; no declaration: e as it
+// is). A credential issued on a declaration is dated its second, or the
+// second after on a colour change, or the second after the subject's
+// cut-off then (which AfterCutoff covers: a cut-off held never moves back
+// while its entry is kept). A registration's revocation of the old key's
+// credentials takes this cut-off, in its transaction, to cover one the
+// old key got on a declaration recorded after the caller read the clock.
+func (e RevEntry) AfterDeclaration(c ColourState) RevEntry {
+	if c.LastDeclaration.IsZero() {
+		return e
+	}
+	return e.AfterCutoff(c.LastDeclaration.Unix())
 }
 
 // RevokeNow adds e as one new version, as Revoke does, with its cut-off

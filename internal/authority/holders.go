@@ -222,8 +222,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	// The cut-off for the old key's credentials, if any: the time after
 	// the Argon2id and the wait for its slot, not of the request; the
 	// storage moves it, in its transaction, to the second after the
-	// subject's cut-off if that is later (a credential issued in the
-	// second of a colour change is dated then).
+	// subject's cut-off, or after its last declaration, if that is later
+	// (a credential issued in the second of a colour change is dated
+	// then, and the old key may declare between now and the
+	// transaction).
 	reg.Revoke = s.revocation(sub, s.clock.Now().Truncate(time.Second))
 	res, err := s.st.Register(reg)
 	if reg.AssertionID != nil && (err == nil || errors.Is(err, store.ErrBadProof)) {

@@ -21,12 +21,14 @@ import (
 )
 
 // hookedStore is the fixture's database with hooks: before a feed is
-// applied, and counts of the risk-area reads and registrations.
+// applied and before a registration, and counts of the risk-area reads
+// and registrations.
 type hookedStore struct {
 	*store.Authority
-	beforeFeed func()
-	areaReads  atomic.Int64
-	registers  atomic.Int64
+	beforeFeed     func()
+	beforeRegister func()
+	areaReads      atomic.Int64
+	registers      atomic.Int64
 }
 
 func (h *hookedStore) ApplyFeed(f store.FeedUpdate, reassess func(store.Holder) (*store.HolderUpdate, error)) (store.FeedResult, error) {
@@ -43,6 +45,9 @@ func (h *hookedStore) RiskAreas(regions []string) ([]store.RiskArea, error) {
 
 func (h *hookedStore) Register(r store.Registration) (store.Registered, error) {
 	h.registers.Add(1)
+	if h.beforeRegister != nil {
+		h.beforeRegister()
+	}
 	return h.Authority.Register(r)
 }
 
@@ -134,6 +139,45 @@ func TestNewPhoneInTheSecondOfAColourChange(t *testing.T) {
 	if cut := f.revokedBefore(credentialtest.IDNumber); green.IssuedAt.Unix() > cut {
 		t.Errorf("the old phone's credential issued at %v survives a new phone registered in the second before (cut-off %d)",
 			green.IssuedAt, cut)
+	}
+	if c, _ := f.declared(q, protocol.Declaration{}); c.IssuedAt.Unix() <= f.revokedBefore(credentialtest.IDNumber) ||
+		c.IssuedAt.Sub(f.clock.Now()) > 10*time.Second {
+		t.Errorf("the new phone's credential issued at %v, cut-off %d", c.IssuedAt, f.revokedBefore(credentialtest.IDNumber))
+	}
+}
+
+// TestOldPhoneDeclaresBeforeTheNewPhoneIsRegistered: the old phone
+// declares after the server chose the new phone's cut-off and before the
+// registration's transaction (while it waited for the database): its
+// credential, dated after that cut-off, is revoked with the rest, and the
+// new phone declares at once, its credential dated after the cut-off.
+func TestOldPhoneDeclaresBeforeTheNewPhoneIsRegistered(t *testing.T) {
+	f := holderFixture(t, nil)
+	h := hooked(f)
+	p := f.registered("phone-1", credentialtest.IDNumber, credentialtest.Name)
+	if c, _ := f.declared(p, protocol.Declaration{}); c.Status != credential.Green {
+		t.Fatalf("a clean declaration: %s", c.Status)
+	}
+	f.clock.Advance(25 * time.Hour)
+	var old *credential.Credential
+	h.beforeRegister = func() {
+		h.beforeRegister = nil
+		f.clock.Advance(time.Second)
+		old, _ = f.declared(p, protocol.Declaration{})
+	}
+	q := newPhone("phone-2")
+	chosen := f.clock.Now().Unix()
+	if w := f.register(q, credentialtest.IDNumber, credentialtest.Name, f.code(credentialtest.IDNumber, credentialtest.Name), nil); w.Code != http.StatusOK {
+		t.Fatalf("the new phone: %d %s", w.Code, w.Body)
+	}
+	if old == nil || old.IssuedAt.Unix() <= chosen {
+		t.Fatalf("the old phone's declaration before the registration's transaction: %v, the cut-off chosen %d", old, chosen)
+	}
+	if cut := f.revokedBefore(credentialtest.IDNumber); old.IssuedAt.Unix() > cut {
+		t.Errorf("the old phone's credential issued at %v survives the new phone (cut-off %d)", old.IssuedAt, cut)
+	}
+	if w := f.declare(p, protocol.Declaration{}); w.Code != http.StatusUnauthorized {
+		t.Errorf("the old phone declares after the new one is registered: %d", w.Code)
 	}
 	if c, _ := f.declared(q, protocol.Declaration{}); c.IssuedAt.Unix() <= f.revokedBefore(credentialtest.IDNumber) ||
 		c.IssuedAt.Sub(f.clock.Now()) > 10*time.Second {

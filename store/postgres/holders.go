@@ -51,7 +51,9 @@ func (s *Store) AddRegistrationCode(c store.RegistrationCode) error {
 // colour and history are kept, and the next declaration allowed at once);
 // if another key was registered, r.Revoke is added as a new revocation
 // version, its cut-off no earlier than the second after the subject's
-// cut-off as the transaction finds it (revokeAfterHeld).
+// cut-off as the transaction finds it (revokeAfterHeld), nor than the
+// second after its last declaration as the transaction finds it
+// (store.RevEntry.AfterDeclaration).
 //
 // The subject's row is locked first, then the code's (by its deletion) or
 // the assertion id's (by its insertion): of two registrations with one
@@ -108,7 +110,7 @@ func (s *Store) Register(r store.Registration) (store.Registered, error) {
 			return err
 		}
 		if out.Replaced {
-			out.Version, err = revokeAfterHeld(ctx, tx, r.Revoke)
+			out.Version, err = revokeAfterHeld(ctx, tx, r.Revoke.AfterDeclaration(h.Colour))
 		}
 		return err
 	})

@@ -316,6 +316,61 @@ func testSameSecondCutoffs(t *testing.T, st Storage) {
 	(&box{}).apply(t, st)
 }
 
+// testDeclarationBeforeNewPhone: a declaration by the old key recorded
+// after the server chose a new phone's cut-off (between its reading the
+// clock and the registration's transaction) is dated after that cut-off
+// (its second, or the second after on a colour change); the
+// registration's revocation moves its cut-off, in the transaction, to the
+// second after the subject's last declaration, with the drop-after
+// time moved as far, so that its credential is revoked with the rest. A
+// cut-off asked for after the last declaration is taken as it is.
+func testDeclarationBeforeNewPhone(t *testing.T, st Storage) {
+	s := subj('n')
+	registerByAssertion(t, st, s, 1, t0)
+	// The server reads the clock at T for a new phone's cut-off; before
+	// its transaction, the old key declares in the second after: no
+	// colour change, so no revocation, and its credential is dated T+1.
+	at := t0.Add(time.Hour)
+	declared := at.Add(time.Second)
+	if _, err := st.UpdateHolder(s, func(h store.Holder) (*store.HolderUpdate, error) {
+		c := store.ColourState{Colour: "green", Since: t0, Reasons: []string{"clean_declaration"}, LastDeclaration: declared}
+		return &store.HolderUpdate{Colour: c}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := registerByAssertion(t, st, s, 2, at)
+	if !r.Replaced || r.Version != 1 {
+		t.Fatalf("a new phone: %+v", r)
+	}
+	if e, want := cutoff(t, st, s), revOf(s, declared.Add(time.Second)); e != want {
+		t.Errorf("a new phone after a declaration it did not see: %+v, want %+v (a credential dated the declaration's second, or the second after, revoked)", e, want)
+	}
+	// Again, the declaration changing the colour: its own cut-off is its
+	// second, its credential dated the second after.
+	changed := declared.Add(3 * time.Second)
+	if _, err := st.UpdateHolder(s, func(h store.Holder) (*store.HolderUpdate, error) {
+		c := store.ColourState{Colour: "yellow", Since: changed, Reasons: []string{"fever"}, LastDeclaration: changed}
+		rev := revOf(s, changed)
+		return &store.HolderUpdate{Colour: c, Revoke: &rev}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	registerByAssertion(t, st, s, 3, declared)
+	if e, want := cutoff(t, st, s), revOf(s, changed.Add(time.Second)); e != want {
+		t.Errorf("a new phone after a colour change it did not see: %+v, want %+v", e, want)
+	}
+	// A cut-off asked for after the last declaration is as asked.
+	later := changed.Add(time.Minute)
+	registerByAssertion(t, st, s, 4, later)
+	if e := cutoff(t, st, s); e != revOf(s, later) {
+		t.Errorf("a new phone a minute after the last declaration: %+v, want %+v", e, revOf(s, later))
+	}
+	if h, _ := st.Holder(s); !h.Colour.LastDeclaration.Equal(changed) || !h.Colour.DeclareNow || !h.RevokedBefore.Equal(later) {
+		t.Errorf("the holder after the new phones: %+v", h)
+	}
+	(&box{}).apply(t, st)
+}
+
 // testConcurrentSameSecondCutoffs: new phones and operators' revocations
 // without a time, all at once and all asking for the same second, each
 // move the subject's cut-off one second on: each reads the cut-off it

@@ -87,6 +87,7 @@ func Run(t *testing.T, open Open) {
 		{"Register", testRegister},
 		{"RegisterKeepsColour", testRegisterKeepsColour},
 		{"SameSecondCutoffs", testSameSecondCutoffs},
+		{"DeclarationBeforeNewPhone", testDeclarationBeforeNewPhone},
 		{"ConcurrentSameSecondCutoffs", testConcurrentSameSecondCutoffs},
 		{"UpdateHolder", testUpdateHolder},
 		{"ColourStateKept", testColourStateKept},
