@@ -358,8 +358,24 @@ func (s *Server) writeSigned(w http.ResponseWriter, r *http.Request, typ string,
 // sets the device's clock, and it is not counted as a failure.
 func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.SignedRequest, bool) {
 	key := clientKey(r.RemoteAddr)
-	sr, err := protocol.VerifyRequest(r, s.st.DeviceKey)
-	if err != nil {
+	var dbErr error
+	sr, err := protocol.VerifyRequest(r, func(id string) (ed25519.PublicKey, error) {
+		if !deviceID(id) {
+			return nil, store.ErrUnknownDevice // not worth a database's look
+		}
+		k, err := s.st.DeviceKey(id)
+		if err != nil && !errors.Is(err, store.ErrUnknownDevice) {
+			dbErr = err
+		}
+		return k, err
+	})
+	switch {
+	case dbErr != nil:
+		// The database failing is no failure of the device's: it is not
+		// counted against the client.
+		s.internalError(w, r, dbErr)
+		return sr, false
+	case err != nil:
 		s.failed(w, key, "device signature", protocol.ErrUnauthenticated.Error(), http.StatusUnauthorized)
 		return sr, false
 	}
@@ -368,6 +384,20 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) (protocol.Signed
 	}
 	s.fails.ok(key)
 	return sr, true
+}
+
+// deviceID reports whether id has the form of the ids enrollment gives:
+// 16 lower-case hex digits (8 random bytes).
+func deviceID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // fresh checks a signed request's time (within the request window of the

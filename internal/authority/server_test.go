@@ -702,7 +702,17 @@ func TestShutdownClosesSlowClients(t *testing.T) {
 // fails every call the test makes with a database's error text.
 type failingStore struct {
 	*store.Authority
-	failing atomic.Bool
+	failing    atomic.Bool
+	keyFailing atomic.Bool // DeviceKey fails, alone
+	keyLookups atomic.Int64
+}
+
+func (s *failingStore) DeviceKey(id string) (ed25519.PublicKey, error) {
+	s.keyLookups.Add(1)
+	if s.keyFailing.Load() {
+		return nil, errors.New(dbFailure)
+	}
+	return s.Authority.DeviceKey(id)
 }
 
 // dbFailure is the text of failingStore's errors: no client may see it.
@@ -807,4 +817,38 @@ func TestStorageErrorsStayInTheLog(t *testing.T) {
 		t.Errorf("log lines without their component:\n%s", f.log.buf.String())
 	}
 	f.noPersonalData(code)
+}
+
+// TestDeviceKeyLookupFailing: when the database cannot say a device's key,
+// the device is answered 500 and its requests are not counted as failed
+// signatures: once the database is back the device is served, not locked
+// out. A device id that enrolment cannot have given is refused without a
+// lookup, and counted.
+func TestDeviceKeyLookupFailing(t *testing.T) {
+	f := newFixture(t, authority.Options{})
+	fs := &failingStore{Authority: f.db}
+	f.srv = authority.New(fs, f.keys, f.opts)
+	fs.keyFailing.Store(true)
+	for i := range 30 {
+		w := f.serve(f.signed(http.MethodGet, protocol.PathStatus, nil, fmt.Sprintf("nonce-down-%02d", i), f.clock.Now()))
+		if w.Code != http.StatusInternalServerError {
+			t.Fatalf("request %d with the database down: %d %q, want 500", i, w.Code, w.Body)
+		}
+	}
+	fs.keyFailing.Store(false)
+	if w := f.serve(f.signed(http.MethodGet, protocol.PathStatus, nil, "nonce-back", f.clock.Now())); w.Code != http.StatusOK {
+		t.Errorf("the database back: %d %q, want 200", w.Code, w.Body)
+	}
+
+	before := fs.keyLookups.Load()
+	for _, id := range []string{"ZZ" + strings.Repeat("0", 14), strings.Repeat("a", 17), "\xff\xfe", "0123456789ABCDEF"} {
+		r := httptest.NewRequest(http.MethodGet, protocol.PathStatus, nil)
+		protocol.SignRequest(r, id, f.key, []byte("nonce-id-"+id), f.clock.Now(), nil)
+		if w := f.serve(r); w.Code != http.StatusUnauthorized {
+			t.Errorf("device id %q: %d, want 401", id, w.Code)
+		}
+	}
+	if n := fs.keyLookups.Load() - before; n != 0 {
+		t.Errorf("%d database lookups for malformed device ids", n)
+	}
 }
