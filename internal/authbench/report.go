@@ -14,7 +14,7 @@ const target = 50_000
 
 func report(w io.Writer, cfg config, results []*result, took time.Duration) {
 	fmt.Fprintf(w, "## The authority under load\n\n")
-	fmt.Fprintf(w, "Machine: %s, shared with other work while it ran. Everything ran on it, sharing its\n", machine())
+	fmt.Fprintf(w, "Machine: %s (what else ran on it shows in each backend's CPU table). Everything ran on it, sharing its\n", machine())
 	fmt.Fprintf(w, "%d CPUs: `authority serve` as a process of its own on loopback, PostgreSQL beside it (for that\n", runtime.NumCPU())
 	fmt.Fprintf(w, "backend), and the simulator; %s simulated checkpoints, %d at once, each connecting from a loopback\n",
 		num(cfg.boxes), cfg.concurrency)
