@@ -2,11 +2,14 @@ package main
 
 import (
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/checkpointd/checkpoint/internal/authority"
@@ -35,12 +38,19 @@ func holderOptions(rulesPath string, feedKeys, realnameKeys []string) (authority
 		}
 		opts.Rules = &r
 	}
-	for _, p := range feedKeys {
+	for _, arg := range feedKeys {
+		kinds, p := feedKeyArg(arg)
 		k, err := readPublic(p)
 		if err != nil {
 			return opts, err
 		}
 		opts.FeedKeys = append(opts.FeedKeys, k)
+		if kinds != nil {
+			if opts.FeedKinds == nil {
+				opts.FeedKinds = map[string][]string{}
+			}
+			opts.FeedKinds[hex.EncodeToString(credential.KeyIDOf(k))] = kinds
+		}
 	}
 	for _, p := range realnameKeys {
 		k, err := readPublic(p)
@@ -50,6 +60,23 @@ func holderOptions(rulesPath string, feedKeys, realnameKeys []string) (authority
 		opts.RealnameKeys = append(opts.RealnameKeys, k)
 	}
 	return opts, nil
+}
+
+// feedKeyArg splits a --feed-key argument, [KIND,KIND...=]FILE, into the
+// kinds of feed the key may send (nil: every kind) and its file. A prefix
+// that is not a list of kinds is a part of the file's name.
+func feedKeyArg(arg string) ([]string, string) {
+	before, path, ok := strings.Cut(arg, "=")
+	if !ok {
+		return nil, arg
+	}
+	kinds := strings.Split(before, ",")
+	for _, k := range kinds {
+		if !slices.Contains(feed.Kinds, k) {
+			return nil, arg
+		}
+	}
+	return kinds, path
 }
 
 // registrationCode asks the serving authority for a one-time registration

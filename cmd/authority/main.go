@@ -16,7 +16,7 @@
 //	authority revoke --root DIR/root.key --id-number N [--before TIME] --list revocations.cbor
 //	authority revoke --server URL --token FILE --id-number N [--before TIME]
 //	authority serve --keys DIR --db FILE|postgres://… --trust trust.cbor [--region R] [--listen 127.0.0.1:8420]
-//	                [--tls-cert FILE --tls-key FILE] [--rules rules.json] [--feed-key feed.pub]...
+//	                [--tls-cert FILE --tls-key FILE] [--rules rules.json] [--feed-key [KIND,...=]feed.pub]...
 //	                [--realname-key realname.pub]... [--code-validity 15m] [--keep-events 672h]
 //	authority enroll-token --server URL --token FILE --name NAME
 //	authority status --server URL --token FILE

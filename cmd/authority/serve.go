@@ -41,7 +41,7 @@ func serve(args []string, clk clock.Clock, stdout io.Writer) error {
 	region := fl.String("region", "", regionHelp+" (the credentials it issues to holders carry it; without it, declarations are refused)")
 	rulesPath := fl.String("rules", "", "rules file deciding holders' colours, JSON (default: the built-in rules, configs/rules.json)")
 	var feedKeys, realnameKeys cli.List
-	fl.Var(&feedKeys, "feed-key", "a health department's feed public key (repeatable; none: every feed is refused)")
+	fl.Var(&feedKeys, "feed-key", "a health department's feed public key, [KIND,...=]FILE: the kinds it may send (risk_areas, cases, close_contacts; default all) (repeatable; none: every feed is refused)")
 	fl.Var(&realnameKeys, "realname-key", "a real-name service's public key whose assertions register holders (repeatable)")
 	codeValidity := fl.Duration("code-validity", 15*time.Minute, "how long a registration code lasts")
 	keep := fl.Duration("keep-events", 28*24*time.Hour, "how long the checkpoints' events are kept (0: for ever); checked every hour")

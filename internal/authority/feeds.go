@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/checkpointd/checkpoint/internal/credential"
@@ -43,6 +45,11 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock.Now().Truncate(time.Second)
 	lg := s.log.With("kind", o.Kind, "issuer", o.Issuer, "version", o.Version)
+	if kinds, ok := s.opts.FeedKinds[o.Issuer]; ok && !slices.Contains(kinds, o.Kind) {
+		lg.Warn("feed refused: its key may not send this kind", "kinds", strings.Join(kinds, ","))
+		http.Error(w, "this feed key may send "+strings.Join(kinds, ", ")+" feeds only, not "+o.Kind, http.StatusForbidden)
+		return
+	}
 	switch {
 	case o.Issued.Before(now.Add(-s.opts.MaxFeedAge)):
 		lg.Warn("feed refused: issued too long ago", "issued", o.Issued)

@@ -539,3 +539,34 @@ func TestFeedInTheSecondOfADeclaration(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedKinds: a feed key limited to some kinds of feed cannot send
+// another: a department that traces close contacts cannot name cases.
+func TestFeedKinds(t *testing.T) {
+	contacts := credentialtest.Key("contact-tracing")
+	f := newFixture(t, authority.Options{FeedKeys: []ed25519.PublicKey{pubOf(feedKey), pubOf(contacts)},
+		FeedKinds: map[string][]string{hex.EncodeToString(credential.KeyIDOf(pubOf(contacts))): {feed.CloseContacts}}})
+	p := f.registered("phone-1", credentialtest.IDNumber, credentialtest.Name)
+	f.declared(p, protocol.Declaration{})
+	f.clock.Advance(time.Minute)
+	table := "id_number,since\n" + credentialtest.IDNumber + ",2026-11-25\n"
+	v0, _, _ := f.db.RevocationState()
+	if w := f.feed(feed.Cases, 1, table, contacts); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "close_contacts") {
+		t.Errorf("a cases feed from the close contacts' key: %d %s", w.Code, w.Body)
+	}
+	if v, _, _ := f.db.RevocationState(); v != v0 {
+		t.Errorf("the refused feed changed the revocations: version %d, was %d", v, v0)
+	}
+	if st := f.status(p); st.Colour != "green" {
+		t.Errorf("after the refused feed: %s", st.Colour)
+	}
+	if w := f.feed(feed.CloseContacts, 1, table, contacts); w.Code != http.StatusOK {
+		t.Errorf("a close contacts feed from its key: %d %s", w.Code, w.Body)
+	}
+	if st := f.status(p); st.Colour != "yellow" {
+		t.Errorf("after the close contacts feed: %s", st.Colour)
+	}
+	if w := f.feed(feed.Cases, 1, table, feedKey); w.Code != http.StatusOK {
+		t.Errorf("a cases feed from a key with no limit: %d %s", w.Code, w.Body)
+	}
+}

@@ -113,6 +113,11 @@ type Options struct {
 	// FeedKeys are the health departments' feed keys; none: every feed is
 	// refused.
 	FeedKeys []ed25519.PublicKey
+	// FeedKinds names, by a feed key's id (hex, credential.KeyIDOf), the
+	// only kinds of feed it may send (feed.Kinds): a department that
+	// traces close contacts cannot declare cases. A key it does not name
+	// may send every kind.
+	FeedKinds map[string][]string
 	// CodeValidity is how long a registration code lasts; 0 means 15
 	// minutes.
 	CodeValidity time.Duration
