@@ -247,7 +247,10 @@ func (l *Lane) Next() (time.Time, bool) {
 	if l.cur == nil {
 		return time.Time{}, false
 	}
-	if slices.Contains(l.cur.Waiting, "code") {
+	// Only a card's passage stops waiting for a code when the code window
+	// ends; any other waits for one until its deadline, and a tick at the
+	// window's end would change nothing, again and again.
+	if l.cur.ID != nil && slices.Contains(l.cur.Waiting, "code") {
 		if t := l.cur.Opened.Add(time.Duration(l.p.CodeWindow)); t.Before(l.cur.Deadline) {
 			return t, true
 		}

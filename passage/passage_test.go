@@ -505,6 +505,40 @@ func TestGuard(t *testing.T) {
 	}
 }
 
+// TestNextMovesOn: a passage the guard opened without a card waits for a
+// code until its deadline, so the next tick is the deadline, not the end
+// of the code window (which, once past, would call for a tick at once,
+// again and again).
+func TestNextMovesOn(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	p := DefaultPolicy()
+	for _, a := range []Action{
+		{Kind: ConfirmID, Guard: "李明", At: t0},
+		{Kind: Temperature, Guard: "李明", Celsius: 36.5, At: t0},
+	} {
+		l := NewLane("lane-1", p)
+		l.Guard(a)
+		now := t0
+		for i := 0; ; i++ {
+			next, ok := l.Next()
+			if !ok {
+				break
+			}
+			if i > 0 && !next.After(now) {
+				t.Fatalf("%s: next tick %v, not after the last one at %v", a.Kind, next.Sub(t0), now.Sub(t0))
+			}
+			if i > 3 {
+				t.Fatalf("%s: still open after %d ticks", a.Kind, i)
+			}
+			now = next
+			l.Tick(now)
+		}
+		if !now.Equal(t0.Add(time.Duration(p.Window))) {
+			t.Errorf("%s: closed at %v, want the passage window's end", a.Kind, now.Sub(t0))
+		}
+	}
+}
+
 func Example() {
 	c := newCodes()
 	l := NewLane("lane-1", DefaultPolicy())

@@ -58,14 +58,13 @@ type lane struct {
 	release            func() // gives back the gate's lines
 	speech             speech // spoken prompts, when the lane's voice is on
 
-	codes    chan scanner.ScanEvent // the camera's
-	scanned  chan hardware.Line     // a handheld scanner's
-	cards    chan hardware.Line     // the card reader's
+	scanned  chan hardware.Line // a handheld scanner's
+	cards    chan hardware.Line // the card reader's
 	readings chan hardware.Reading
 	guard    chan passage.Action
 
 	// Counted for the metrics.
-	passages, pulses, sensorErrors, readingsSeen atomic.Uint64
+	passages, sensorErrors, readingsSeen atomic.Uint64
 }
 
 // shared is what every lane of a box decides and records with.
@@ -84,7 +83,7 @@ type shared struct {
 func newLane(cfg config.Lane, policy passage.Policy) *lane {
 	return &lane{
 		name: cfg.Name, cfg: cfg, pas: passage.NewLane(cfg.Name, policy),
-		codes: make(chan scanner.ScanEvent, 16), scanned: make(chan hardware.Line, 4), cards: make(chan hardware.Line, 4),
+		scanned: make(chan hardware.Line, 4), cards: make(chan hardware.Line, 4),
 		readings: make(chan hardware.Reading, 16), guard: make(chan passage.Action, 4),
 	}
 }
@@ -197,7 +196,6 @@ func (l *lane) decide(w *shared, p passage.Passage) screen.Closed {
 	switch {
 	case p.Outcome == verify.Pass && closed.Recorded:
 		err = l.gate.Pass()
-		l.pulses.Add(1)
 	case p.Outcome == verify.Refuse:
 		err = l.gate.Refuse()
 	default:

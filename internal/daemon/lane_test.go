@@ -407,39 +407,54 @@ func TestTwoLanes(t *testing.T) {
 	}
 }
 
-// TestShutdownLeavesGateInFailState: when checkpointd stops, the gate is
-// left as configured: held open (fail-safe) or closed (fail-secure).
+// TestShutdownLeavesGateInFailState: when checkpointd stops, because it
+// is told to or because its video ended, the gate is left as configured:
+// held open (fail-safe) or closed (fail-secure), before its lines are
+// released.
 func TestShutdownLeavesGateInFailState(t *testing.T) {
 	t.Parallel()
 	f := credentialtest.New()
-	for _, fail := range []string{"open", "closed"} {
-		lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil})
-		relay := 3
-		lb.cfg.Lanes[0].Gate = config.Gate{Kind: "gpio", Chip: "fake", Relay: &relay, Fail: fail}
-		lb.cfg.Lanes[0].Camera.Device = "/dev/video-absent" // never ends
-		clk := clocktest.NewRunning(f.Now)
-		pins := hardwaretest.NewGatePins(clk)
-		released := make(chan bool, 1)
-		ctx, cancel := context.WithCancel(context.Background())
-		d := New(lb.cfg, Options{Clock: clk, Devices: Devices{
-			Pins: func(string, config.Gate) (gate.Pins, func(), error) {
-				return pins.Pins(), func() { released <- true }, nil
-			},
-		}})
-		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
-		time.Sleep(300 * time.Millisecond)
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if got := pins.Relay.Active(); got != (fail == "open") {
-			t.Errorf("fail = %s: relay active %v after shutdown", fail, got)
-		}
-		select {
-		case <-released:
-		default:
-			t.Errorf("fail = %s: the gate's lines were not released", fail)
+	for _, end := range []string{"cancel", "video"} {
+		for _, fail := range []string{"open", "closed"} {
+			lb := newLaneBox(t, f, `{}`, map[string][]string{"east": nil})
+			relay := 3
+			lb.cfg.Lanes[0].Gate = config.Gate{Kind: "gpio", Chip: "fake", Relay: &relay, Fail: fail}
+			if end == "cancel" {
+				lb.cfg.Lanes[0].Camera.Device = "/dev/video-absent" // never ends
+			}
+			clk := clocktest.NewRunning(f.Now)
+			pins := hardwaretest.NewGatePins(clk)
+			released := make(chan bool, 1) // the relay's state when its line was released
+			ctx, cancel := context.WithCancel(context.Background())
+			d := New(lb.cfg, Options{Clock: clk, Devices: Devices{
+				Pins: func(string, config.Gate) (gate.Pins, func(), error) {
+					return pins.Pins(), func() {
+						released <- pins.Relay.Active()
+						pins.Relay.Fail(errors.New("line released"))
+					}, nil
+				},
+			}})
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+			if end == "cancel" {
+				time.Sleep(300 * time.Millisecond)
+				cancel()
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if got := pins.Relay.Active(); got != (fail == "open") {
+				t.Errorf("%s, fail = %s: relay active %v after shutdown", end, fail, got)
+			}
+			select {
+			case got := <-released:
+				if got != (fail == "open") {
+					t.Errorf("%s, fail = %s: relay active %v when its line was released", end, fail, got)
+				}
+			default:
+				t.Errorf("%s, fail = %s: the gate's lines were not released", end, fail)
+			}
 		}
 	}
 }
