@@ -229,8 +229,8 @@ func (b binImage) scanRow(row []byte, y, x0, x1 int, found []finder) []finder {
 			switch {
 			case skip:
 				skip = false // the pattern's last dark run cannot start another
-			case total >= 7 && iabs(t3-21*r0) < lim && iabs(t3-21*r1) < lim && iabs(3*t3-21*r2) < 3*lim &&
-				iabs(t3-21*r3) < lim && iabs(t3-21*r4) < lim:
+			case total >= 7 && abs(t3-21*r0) < lim && abs(t3-21*r1) < lim && abs(3*t3-21*r2) < 3*lim &&
+				abs(t3-21*r3) < lim && abs(t3-21*r4) < lim:
 				runs := [5]int{r0, r1, r2, r3, r4}
 				if f, ok := b.confirm(&runs, y, at); ok {
 					found = merge(found, f)
@@ -243,13 +243,6 @@ func (b binImage) scanRow(row []byte, y, x0, x1 int, found []finder) []finder {
 		}
 		dark = !dark
 	}
-}
-
-func iabs(v int) int {
-	if v < 0 {
-		return -v
-	}
-	return v
 }
 
 // confirm checks a horizontal hit ending at column end of row y vertically,

@@ -102,10 +102,11 @@ type Syncer struct {
 	mu     stdsync.Mutex
 	status Status
 
-	// once serializes syncs: the loop's and those asked for now
-	// (checkpointctl sync). link is the link's state as last recorded:
-	// "up", "down", or "" before the first sync.
-	once stdsync.Mutex
+	// turn serializes syncs: the loop's and those asked for now
+	// (checkpointctl sync), which wait for it no longer than their
+	// context. link is the link's state as last recorded: "up", "down",
+	// or "" before the first sync.
+	turn chan struct{}
 	link string
 }
 
@@ -170,7 +171,8 @@ func New(cfg Config, box *store.Box, est *Estimator, clk clock.Clock, log *slog.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Syncer{cfg: cfg, box: box, est: est, http: client, clock: clk, log: log.With("component", "sync")}
+	s := &Syncer{cfg: cfg, box: box, est: est, http: client, clock: clk, log: log.With("component", "sync"),
+		turn: make(chan struct{}, 1)}
 	s.batch.Store(int64(cfg.Batch))
 	// How the last sync went, as recorded before a restart.
 	last, err := box.LastSync()
@@ -243,8 +245,12 @@ func (s *Syncer) Run(ctx context.Context) error {
 // link to the authority goes down or comes back it tells the store, which
 // counts the offline time from that.
 func (s *Syncer) SyncOnce(ctx context.Context) error {
-	s.once.Lock()
-	defer s.once.Unlock()
+	select {
+	case s.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.turn }()
 	err := s.syncOnce(ctx)
 	if ctx.Err() != nil {
 		return err // stopping, not the link

@@ -849,3 +849,38 @@ func TestUploadBatchFollowsTheLink(t *testing.T) {
 		t.Errorf("batches never grew again: %v", sizes)
 	}
 }
+
+// TestSyncNowWaitsNoLongerThanItsContext: a sync asked for while another
+// is under way waits for its turn only as long as its context lets it.
+func TestSyncNowWaitsNoLongerThanItsContext(t *testing.T) {
+	w := newWorld(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var once stdsync.Once
+	w.tap.setAnswer(func(r *http.Request) (*http.Response, error) {
+		once.Do(func() { close(started) })
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return nil, errors.New("link down")
+	})
+	first := make(chan error, 1)
+	go func() { first <- w.sync() }()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.syncer.SyncOnce(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("sync now: %v, want its context's deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("sync now still waiting for the other sync after its context ended")
+	}
+	close(release)
+	if err := <-first; err == nil {
+		t.Error("the first sync succeeded over a link that was down")
+	}
+}

@@ -379,10 +379,15 @@ func (c Config) Check() error {
 	case c.Screen.LockAfter < 0 || c.Screen.LockFor < 0:
 		return errors.New("config: screen.lock_after and screen.lock_for must not be negative")
 	}
+	guards := map[string]bool{}
 	for i, g := range c.Screen.Guards {
 		if g.Name == "" || g.PIN == "" {
 			return fmt.Errorf("config: screen.guard %d: name and pin are required", i+1)
 		}
+		if guards[g.Name] {
+			return fmt.Errorf("config: screen.guard %d: name %q is used twice", i+1, g.Name)
+		}
+		guards[g.Name] = true
 	}
 	if err := c.API.check(); err != nil {
 		return err

@@ -241,3 +241,18 @@ box_key = "keys/wang.pub"
 		}
 	}
 }
+
+func TestScreenRejects(t *testing.T) {
+	guard := func(name string) string { return "[[screen.guard]]\nname = \"" + name + "\"\npin = \"h\"\n" }
+	for text, want := range map[string]string{
+		trusted + "[screen]\ntls_cert = \"c\"\n":       "go together",
+		trusted + "[screen]\nlock_after = -1\n":        "negative",
+		trusted + "[[screen.guard]]\nname = \"w\"\n":   "pin are required",
+		trusted + guard("w") + guard("v") + guard("w"): "guard 3: name \"w\" is used twice",
+	} {
+		_, err := Load(write(t, text))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want one mentioning %q", text, err, want)
+		}
+	}
+}

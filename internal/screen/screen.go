@@ -72,11 +72,15 @@ type Server struct {
 	log    *slog.Logger
 	auth   *signIns
 
-	mu     sync.Mutex
-	lanes  map[string]Lane
-	last   Status
-	subs   map[chan event]struct{}
-	static http.Handler
+	mu    sync.Mutex
+	lanes map[string]Lane
+	last  Status
+	subs  map[chan event]struct{}
+	// watching counts the event streams being served, including those
+	// dropped from subs for not keeping up whose last write has not
+	// returned yet: it is what maxSubscribers bounds.
+	watching int
+	static   http.Handler
 }
 
 // event is one server-sent event.
@@ -227,15 +231,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	c := make(chan event, 64)
 	s.mu.Lock()
-	if len(s.subs) >= maxSubscribers {
+	if s.watching >= maxSubscribers {
 		s.mu.Unlock()
+		s.log.Warn("event stream refused: too many screens")
 		http.Error(w, "too many screens", http.StatusServiceUnavailable)
 		return
 	}
+	s.watching++
 	s.subs[c] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
+		s.watching--
 		if _, ok := s.subs[c]; ok {
 			delete(s.subs, c)
 			close(c)

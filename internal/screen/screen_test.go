@@ -137,6 +137,9 @@ func TestActions(t *testing.T) {
 	if w := call(s, http.MethodPost, "/api/act", override, cookies, func(r *http.Request) { r.RemoteAddr = "192.0.2.7:4000" }); w.Code != http.StatusNoContent {
 		t.Errorf("over TLS from another machine: %d %s", w.Code, w.Body)
 	}
+	if strings.Join(a.got, " ") != "east:override:李明:official_duty" {
+		t.Errorf("actions taken over TLS: %v", a.got)
+	}
 }
 
 // TestEvents: a page gets the whole state first, then each change.
@@ -227,5 +230,76 @@ func TestPages(t *testing.T) {
 		if !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Errorf("%s: no content security policy", path)
 		}
+	}
+}
+
+// stuckWriter is a page that stops reading: every write after the first
+// blocks until the page goes away.
+type stuckWriter struct {
+	header http.Header
+	wrote  chan struct{} // closed at the first write
+	gone   <-chan struct{}
+	writes int
+}
+
+func (w *stuckWriter) Header() http.Header { return w.header }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Flush()              {}
+func (w *stuckWriter) Write(b []byte) (int, error) {
+	if w.writes++; w.writes == 1 {
+		close(w.wrote)
+		return len(b), nil
+	}
+	<-w.gone
+	return 0, io.ErrClosedPipe
+}
+
+// TestEventStreamsBounded: no more than maxSubscribers event streams are
+// served at once, counting those dropped for not keeping up whose write
+// is still blocked; a stream that ends frees its place.
+func TestEventStreamsBounded(t *testing.T) {
+	s, _, _ := newServer(t, false)
+	gone := make(chan struct{})
+	var wg sync.WaitGroup
+	for range maxSubscribers {
+		w := &stuckWriter{header: http.Header{}, wrote: make(chan struct{}), gone: gone}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.events(w, httptest.NewRequest("GET", "/events", nil))
+		}()
+		<-w.wrote // subscribed, the snapshot written
+	}
+	// Enough updates to fill every stuck page's queue: each is dropped.
+	for range 100 {
+		s.Publish("east", nil, nil)
+	}
+	s.mu.Lock()
+	left := len(s.subs)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d stuck pages still subscribed", left)
+	}
+	extra, cancelExtra := context.WithTimeout(context.Background(), 2*time.Second)
+	rec := httptest.NewRecorder()
+	s.events(rec, httptest.NewRequestWithContext(extra, "GET", "/events", nil))
+	cancelExtra()
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("stream %d served while %d others are stuck writing: %d", maxSubscribers+1, maxSubscribers, rec.Code)
+	}
+	close(gone)
+	wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &stuckWriter{header: http.Header{}, wrote: make(chan struct{}), gone: ctx.Done()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.events(w, httptest.NewRequestWithContext(ctx, "GET", "/events", nil))
+	}()
+	<-w.wrote
+	cancel()
+	<-done
+	if ct := w.header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("a stream once the stuck ones ended: content type %q", ct)
 	}
 }
