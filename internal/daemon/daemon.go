@@ -311,7 +311,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var syncer *sync.Syncer
 	var wg stdsync.WaitGroup
 	ctx, stop := context.WithCancel(ctx)
-	defer func() { stop(); wg.Wait() }()
+	var lanes []*lane
+	defer func() {
+		stop()
+		wg.Wait()
+		// Once their goroutines have stopped: a gate takes its fail
+		// state before its lines are released.
+		for _, ln := range lanes {
+			ln.close()
+		}
+	}()
 	if d.cfg.Sync.Authority != "" {
 		if syncer, err = d.newSyncer(l, box, est); err != nil {
 			return err
@@ -341,13 +350,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	log.Info("checkpoint starting", "lanes", len(d.cfg.Lanes), "events_recorded", box.LastSeq(), "sync", d.cfg.Sync.Authority != "")
 	w := &shared{d: d, box: box, now: est.Now, trust: currentTrust, revs: revs, replay: verify.NewReplayCache(1 << 14),
 		policy: l.policy, log: log}
-	var lanes []*lane
 	for _, lc := range d.cfg.Lanes {
 		ln, err := d.newLane(lc, w)
 		if err != nil {
 			return err
 		}
-		defer ln.close()
 		lanes = append(lanes, ln)
 	}
 

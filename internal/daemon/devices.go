@@ -179,10 +179,9 @@ func (l *lane) start(ctx context.Context, wg *stdsync.WaitGroup, done func(), w 
 	})
 }
 
-// close releases what the lane holds once its passages have stopped. The
-// gate takes its fail state first: its Run may not have ended yet (the
-// daemon's context outlives a video's end), and a released line can no
-// longer be set.
+// close releases what the lane holds once its goroutines have stopped.
+// The gate takes its fail state first (Close is idempotent): a released
+// line can no longer be set.
 func (l *lane) close() {
 	if l.gateDev != nil {
 		l.gateDev.Close() // errors are counted and logged
