@@ -74,3 +74,15 @@ func TestPrivateFieldsEncrypted(t *testing.T) {
 		t.Errorf("with another key: %v, want ErrPrivate", err)
 	}
 }
+
+// TestLegacyNamesOpened: the masked names that events from before the
+// encryption kept in the clear are read as the masked names, with the key
+// or without it (the local API shows them from here alone).
+func TestLegacyNamesOpened(t *testing.T) {
+	for _, key := range []*[32]byte{nil, {1, 2, 3}} {
+		e := Event{Seq: 3, LegacyName: "张*丰", ID: &IDRecord{Check: "only", LegacyMasked: "李*明 …4518"}}
+		if err := openPrivate(&e, key); err != nil || e.MaskedName != "张*丰" || e.ID.Masked != "李*明 …4518" {
+			t.Errorf("key %v: %q %q, %v", key != nil, e.MaskedName, e.ID.Masked, err)
+		}
+	}
+}

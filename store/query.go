@@ -240,19 +240,26 @@ func (m *matcher) match(s summary) bool {
 	return true
 }
 
-// span returns the sequence numbers that can hold events of f's time
-// range: all of them without one, and from the hour index with one.
-// ok is false when none can.
-func span(tx *bolt.Tx, f Filter, last uint64) (lo, hi uint64, ok bool) {
+// span returns the sequence numbers that can hold the events f chooses:
+// those of its time range (all of them without one, from the hour index
+// with one), within its Before and After. ok is false when none can.
+func (b *Box) span(tx *bolt.Tx, f Filter) (lo, hi uint64, ok bool) {
+	last := b.LastSeq()
 	lo, hi = 1, last
 	if k, _ := tx.Bucket(bucketEvents).Cursor().First(); k != nil {
 		lo = binary.BigEndian.Uint64(k)
 	}
-	if f.From.IsZero() && f.To.IsZero() {
-		return lo, hi, lo <= hi
+	if f.Before != 0 {
+		hi = min(hi, f.Before-1)
+	}
+	if f.After != 0 {
+		if f.After == math.MaxUint64 {
+			return lo, hi, false
+		}
+		lo = max(lo, f.After+1)
 	}
 	hours := tx.Bucket(bucketHours)
-	if hours == nil {
+	if f.From.IsZero() && f.To.IsZero() || hours == nil {
 		return lo, hi, lo <= hi
 	}
 	// The unindexed tail (a read-only copy from before the index) is
@@ -335,8 +342,10 @@ func visit(tx *bolt.Tx, from, bound uint64, up bool, n int, fn visitFunc) (last 
 			return false, nil
 		}
 		c := sums.Cursor()
+		move := c.Prev
 		var k, v []byte
 		if up {
+			move = c.Next
 			k, v = c.Seek(u64(from))
 		} else {
 			start := min(from, indexed)
@@ -344,7 +353,7 @@ func visit(tx *bolt.Tx, from, bound uint64, up bool, n int, fn visitFunc) (last 
 				k, v = c.Prev()
 			}
 		}
-		for k != nil && count < n {
+		for ; k != nil && count < n; k, v = move() {
 			seq := binary.BigEndian.Uint64(k)
 			if seq > indexed {
 				return false, nil
@@ -358,33 +367,25 @@ func visit(tx *bolt.Tx, from, bound uint64, up bool, n int, fn visitFunc) (last 
 			if stop, err := step(k, nil, sp); stop || err != nil {
 				return true, err
 			}
-			if up {
-				k, v = c.Next()
-			} else {
-				k, v = c.Prev()
-			}
 		}
 		return false, nil
 	}
 	// The events the index lacks, decoded.
 	tail := func() (bool, error) {
 		c := events.Cursor()
+		move := c.Prev
 		var k, v []byte
 		if up {
+			move = c.Next
 			k, v = c.Seek(u64(max(from, indexed+1)))
 		} else if from > indexed {
 			if k, v = c.Seek(u64(from)); k == nil || binary.BigEndian.Uint64(k) > from {
 				k, v = c.Prev()
 			}
 		}
-		for k != nil && count < n && binary.BigEndian.Uint64(k) > indexed {
+		for ; k != nil && count < n && binary.BigEndian.Uint64(k) > indexed; k, v = move() {
 			if stop, err := step(k, v, nil); stop || err != nil {
 				return true, err
-			}
-			if up {
-				k, v = c.Next()
-			} else {
-				k, v = c.Prev()
 			}
 		}
 		return false, nil
@@ -413,14 +414,8 @@ func (b *Box) Query(f Filter) (Page, error) {
 	m := b.matcher(f)
 	var page Page
 	err := b.db.View(func(tx *bolt.Tx) error {
-		lo, hi, ok := span(tx, f, b.LastSeq())
-		if f.Before != 0 {
-			hi = min(hi, f.Before-1)
-		}
-		if f.After != 0 {
-			lo = max(lo, f.After+1)
-		}
-		if !ok || lo > hi {
+		lo, hi, ok := b.span(tx, f)
+		if !ok {
 			return nil
 		}
 		_, _, err := visit(tx, hi, lo, false, math.MaxInt, func(seq uint64, s *summary, get func() (Event, error)) (bool, error) {
@@ -461,17 +456,11 @@ func (b *Box) Export(f Filter, fn func(Event) error) (int, error) {
 	var lo, hi uint64
 	var ok bool
 	err := b.db.View(func(tx *bolt.Tx) error {
-		lo, hi, ok = span(tx, f, b.LastSeq())
+		lo, hi, ok = b.span(tx, f)
 		return nil
 	})
 	if err != nil || !ok {
 		return 0, err
-	}
-	if f.After != 0 {
-		lo = max(lo, f.After+1)
-	}
-	if f.Before != 0 {
-		hi = min(hi, f.Before-1)
 	}
 	n := 0
 	for lo <= hi {
@@ -607,7 +596,7 @@ func (b *Box) Stats(from, to time.Time, step Step) (Stats, error) {
 	var lo, hi uint64
 	var ok bool
 	err := b.db.View(func(tx *bolt.Tx) error {
-		lo, hi, ok = span(tx, f, b.LastSeq())
+		lo, hi, ok = b.span(tx, f)
 		return nil
 	})
 	for ok && err == nil && lo <= hi {
@@ -678,17 +667,16 @@ func (b *Box) offline(st *Stats, from, to time.Time, at func(int64) *Period) err
 			return nil
 		}
 		c := links.Cursor()
-		down := false
-		var pk, pv []byte
-		if k, _ := c.Seek(u64(uint64(from.UnixMicro()) ^ 1<<63)); k == nil {
-			pk, pv = c.Last()
+		start := u64(uint64(from.UnixMicro()) ^ 1<<63)
+		// The state at from: the last change before it.
+		var pv []byte
+		if k, _ := c.Seek(start); k == nil {
+			_, pv = c.Last()
 		} else {
-			pk, pv = c.Prev()
+			_, pv = c.Prev()
 		}
-		if pk != nil {
-			down = len(pv) == 1 && pv[0] == 'd'
-		}
-		k, v := c.Seek(u64(uint64(from.UnixMicro()) ^ 1<<63))
+		down := len(pv) == 1 && pv[0] == 'd'
+		k, v := c.Seek(start)
 		since := from.UnixMicro()
 		addDown := func(a, z int64) {
 			for a < z {

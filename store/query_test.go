@@ -459,6 +459,7 @@ func TestExport(t *testing.T) {
 		{"the third guard", Filter{Guard: thirdGuard}, 10},
 		{"never seen", Filter{Lane: "lane-9"}, 0},
 		{"after the last", Filter{After: n}, 0},
+		{"after the largest sequence number", Filter{After: math.MaxUint64}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := bruteForce(all, tc.f, false)
@@ -495,6 +496,10 @@ func TestExport(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || k != 1029 || seen != 1030 {
 		t.Errorf("an export stopped at the 1030th event: %d, %v (fn called %d times)", k, err, seen)
+	}
+	// Nothing comes after the largest sequence number.
+	if p, err := b.Query(Filter{After: math.MaxUint64}); err != nil || len(p.Events) != 0 {
+		t.Errorf("a page after the largest sequence number: %d events, %v", len(p.Events), err)
 	}
 	// Query's page is at most MaxPage.
 	if p, err := b.Query(Filter{Limit: 5000}); err != nil || len(p.Events) != MaxPage || p.Next != n-MaxPage+1 {

@@ -241,13 +241,11 @@ func OpenBoxReadOnly(path string, opts Options) (*Box, error) {
 		}
 		return b.dicts.load(tx)
 	})
-	if err == nil {
-		b.checkDisk()
-	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	b.checkDisk()
 	return b, nil
 }
 

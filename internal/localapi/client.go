@@ -163,7 +163,7 @@ func (pipeAddr) String() string  { return "in-process" }
 // maxAnswer bounds a JSON answer read.
 const maxAnswer = 64 << 20
 
-// get sends a request and returns the successful response; any other
+// request sends a request and returns the successful response; any other
 // answer is an error.
 func (c *Client) request(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
 	u := c.base + path

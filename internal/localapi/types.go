@@ -164,22 +164,17 @@ type Audit struct {
 	Purged *store.ForcedPurge `json:"purged,omitempty"`
 }
 
-// EventOf is e as the API shows it.
+// EventOf is e as the API shows it, its masked names as the store opened
+// them (those kept in the clear before the encryption too).
 func EventOf(e store.Event) Event {
 	v := Event{Seq: e.Seq, Time: e.Time, ClockUncertaintyMS: -1, Kind: e.Kind, Checkpoint: e.Gate, Lane: e.Lane,
 		Outcome: e.Decision, Reasons: e.Reasons, Colour: e.Status, MaskedName: e.MaskedName, OpenedBy: e.OpenedBy,
 		GateAction: e.GateAction, Repeat: e.Repeat, Static: e.Static, Hash: hex.EncodeToString(e.Hash[:])}
-	if v.MaskedName == "" {
-		v.MaskedName = e.LegacyName
-	}
 	if e.ClockUncertainty >= 0 {
 		v.ClockUncertaintyMS = e.ClockUncertainty.Milliseconds()
 	}
 	if e.ID != nil {
 		v.IDCheck, v.IDMasked = e.ID.Check, e.ID.Masked
-		if v.IDMasked == "" {
-			v.IDMasked = e.ID.LegacyMasked
-		}
 	}
 	if e.Temperature != 0 {
 		t := float64(e.Temperature) / 10
