@@ -154,24 +154,19 @@ func loopback(addr net.Addr) bool {
 // adminCall posts an admin request to a serving authority and decodes
 // its answer into res.
 func adminCall(server, tokenFile, path string, req, res any) error {
-	b, err := adminPost(server, tokenFile, path, req)
+	body, err := protocol.Enc.Marshal(req)
+	if err != nil {
+		return err
+	}
+	b, err := adminPostRaw(server, tokenFile, path, body)
 	if err != nil {
 		return err
 	}
 	return protocol.Dec.Unmarshal(b, res)
 }
 
-// adminPost posts an admin request to a serving authority and returns
-// its answer.
-func adminPost(server, tokenFile, path string, req any) ([]byte, error) {
-	body, err := protocol.Enc.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	return adminPostRaw(server, tokenFile, path, body)
-}
-
-// adminPostRaw posts body, already encoded, as an admin request.
+// adminPostRaw posts body, already encoded, as an admin request to a
+// serving authority and returns its answer.
 func adminPostRaw(server, tokenFile, path string, body []byte) ([]byte, error) {
 	tok, err := keyfile.ReadToken(tokenFile)
 	if errors.Is(err, os.ErrNotExist) {
@@ -183,10 +178,6 @@ func adminPostRaw(server, tokenFile, path string, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return post(server, tok, path, body)
-}
-
-func post(server, tok, path string, body []byte) ([]byte, error) {
 	r, err := http.NewRequest(http.MethodPost, strings.TrimRight(server, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, cli.Usagef("--server: %v", err)

@@ -25,9 +25,8 @@ type storage interface {
 
 // Both databases keep all of it.
 var (
-	_ storage           = (*store.Authority)(nil)
-	_ storage           = (*postgres.Store)(nil)
-	_ authority.Storage = (*postgres.Store)(nil)
+	_ storage = (*store.Authority)(nil)
+	_ storage = (*postgres.Store)(nil)
 )
 
 // dbHelp describes the --db flag of the commands that open the database.

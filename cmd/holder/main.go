@@ -151,14 +151,7 @@ func openWallet(credPath, keyPath string) (*wallet, error) {
 	if keyPath == "" {
 		return nil, cli.Usagef("--key is required for a phone credential")
 	}
-	w.key, err = keyfile.ReadPrivate(keyPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, cli.Usagef("key file %s does not exist", keyPath)
-	}
-	if errors.Is(err, keyfile.ErrTooOpen) {
-		return nil, cli.UsageError{Msg: err.Error()}
-	}
-	if err != nil {
+	if w.key, err = readKey(keyPath); err != nil {
 		return nil, err
 	}
 	if !code.Credential.HolderKey.Equal(w.key.Public()) {

@@ -86,8 +86,11 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type colourChange struct{ from, to string }
-	changes := map[[store.SubjectSize]byte]colourChange{} // by subject: a retried transaction calls again
+	// By subject: a retried transaction calls again, and its last call
+	// for a subject is what was recorded.
+	changes := map[[store.SubjectSize]byte]colourChange{}
 	res, err := s.st.ApplyFeed(fu, func(h store.Holder) (*store.HolderUpdate, error) {
+		delete(changes, h.Subject)
 		// The time of the transaction, not of the request: a declaration
 		// may have been issued a credential while the table was parsed or
 		// the feed waited for its slot.
@@ -122,13 +125,15 @@ func (s *Server) adminFeed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows := len(fu.Areas) + len(fu.Listings)
-	for sub, c := range changes {
-		// For audit: whose colour a feed changed, by pseudonym.
-		lg.Info("colour changed by a feed", "subject", hex.EncodeToString(sub[:]), "from", c.from, "colour", c.to)
-	}
 	if res.Applied {
+		for sub, c := range changes {
+			// For audit: whose colour a feed changed, by pseudonym.
+			lg.Info("colour changed by a feed", "subject", hex.EncodeToString(sub[:]), "from", c.from, "colour", c.to)
+		}
 		lg.Info("feed applied", "rows", rows, "subjects", res.Subjects, "changed", res.Changed, "revocation_version", res.Version)
 	} else {
+		// A retried transaction may have found it applied: what an
+		// earlier attempt reassessed was not recorded.
 		lg.Info("feed already applied: nothing done")
 	}
 	s.writeCBOR(w, r, protocol.FeedResponse{Applied: res.Applied, Rows: rows, Subjects: res.Subjects, Changed: res.Changed,

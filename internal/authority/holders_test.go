@@ -19,6 +19,7 @@ import (
 	"github.com/checkpointd/checkpoint/internal/identity"
 	"github.com/checkpointd/checkpoint/internal/protocol"
 	"github.com/checkpointd/checkpoint/internal/rules"
+	"github.com/checkpointd/checkpoint/store"
 )
 
 // Two people: the fixture's holder and another.
@@ -568,5 +569,59 @@ func TestFeedKinds(t *testing.T) {
 	}
 	if w := f.feed(feed.Cases, 1, table, feedKey); w.Code != http.StatusOK {
 		t.Errorf("a cases feed from a key with no limit: %d %s", w.Code, w.Body)
+	}
+}
+
+// retriedFeedStore runs each feed's reassessment once more before the
+// real transaction, on the holders as they were held when it was made:
+// as a transaction that failed after reassessing (a deadlock, a
+// serialisation failure) and was retried.
+type retriedFeedStore struct {
+	*store.Authority
+	before []store.Holder
+}
+
+func (s *retriedFeedStore) ApplyFeed(f store.FeedUpdate, reassess func(store.Holder) (*store.HolderUpdate, error)) (store.FeedResult, error) {
+	for _, h := range s.before {
+		if _, err := reassess(h); err != nil {
+			return store.FeedResult{}, err
+		}
+	}
+	return s.Authority.ApplyFeed(f, reassess)
+}
+
+// TestRetriedFeedLogsWhatItChanged: a feed's audit lines name the colour
+// changes its transaction recorded, not those of an attempt retried: a
+// feed found applied on the retry logs no change.
+func TestRetriedFeedLogsWhatItChanged(t *testing.T) {
+	f := holderFixture(t, nil)
+	p := f.registered("phone-1", credentialtest.IDNumber, credentialtest.Name)
+	f.declared(p, protocol.Declaration{})
+	sub := [store.SubjectSize]byte(credential.Pseudonym(f.keys.Pseudonym, credentialtest.IDNumber))
+	h, err := f.db.Holder(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	cases := "id_number,since\n" + credentialtest.IDNumber + ",2026-11-25\n"
+	f.applied(feed.Cases, 1, cases)
+	if n := f.log.count("colour changed by a feed"); n != 1 {
+		t.Fatalf("the feed logged %d colour changes", n)
+	}
+	// The same feed again, whose first attempt saw the holder green (a
+	// concurrent copy of it applied meanwhile).
+	h.Case = f.clock.Now().Add(-time.Hour)
+	f.srv = authority.New(&retriedFeedStore{Authority: f.db, before: []store.Holder{h}}, f.keys, f.opts)
+	if res := f.applied(feed.Cases, 1, cases); res.Applied {
+		t.Fatalf("the same feed again: %+v", res)
+	}
+	if n := f.log.count("colour changed by a feed"); n != 1 {
+		t.Errorf("a feed found applied logged %d colour changes in all, want the first feed's 1", n)
+	}
+	// A feed whose first attempt changed a colour that, on the retry, is
+	// already what the feed makes it: no change logged.
+	f.applied(feed.Cases, 2, cases)
+	if n := f.log.count("colour changed by a feed"); n != 1 {
+		t.Errorf("a feed that changed nothing logged %d colour changes in all, want 1", n)
 	}
 }

@@ -517,13 +517,13 @@ func busy(w http.ResponseWriter) {
 	http.Error(w, "busy: try again later", http.StatusServiceUnavailable)
 }
 
-// seenRequests remembers the devices' signed requests within the request
-// window, by device and nonce, so that a request replayed within its
-// window is refused; outside the window its time refuses it. Only
-// requests whose signature verified are remembered, each device's in its
-// own set of at most perDevice, so that one device cannot crowd out the
-// others; max bounds them all. The nonces are kept in memory only: a
-// restart forgets them.
+// seenRequests remembers signed requests (the devices', or in another
+// set the holders') within the request window, by signer and nonce, so
+// that a request replayed within its window is refused; outside the
+// window its time refuses it. Only requests whose signature verified are
+// remembered, each signer's in its own set of at most perDevice, so that
+// one signer cannot crowd out the others; max bounds them all. The nonces
+// are kept in memory only: a restart forgets them.
 type seenRequests struct {
 	window    time.Duration
 	perDevice int

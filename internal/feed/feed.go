@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -194,7 +195,7 @@ func rows(f *Feed) ([][]string, error) {
 		r.TrimLeadingSpace = true
 		first, err := r.Read()
 		if err != nil || !slices.Equal(first, cols) {
-			return nil, fmt.Errorf("%w: the first line must be the header %q", ErrMalformed, joinComma(cols))
+			return nil, fmt.Errorf("%w: the first line must be the header %q", ErrMalformed, strings.Join(cols, ","))
 		}
 		for {
 			rec, err := r.Read()
@@ -239,17 +240,6 @@ func rows(f *Feed) ([][]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func joinComma(s []string) string {
-	var b bytes.Buffer
-	for i, x := range s {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(x)
-	}
-	return b.String()
 }
 
 // rowName names a data row in errors: its line in a CSV table (after the

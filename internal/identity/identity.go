@@ -77,7 +77,7 @@ func ParseCode(s string) (string, error) {
 		case c == 'O':
 			c = '0'
 		}
-		if c > 127 || strings.IndexRune(alphabet, c) < 0 {
+		if c > 127 || !strings.ContainsRune(alphabet, c) {
 			return "", ErrBadCode
 		}
 		b.WriteRune(c)

@@ -128,24 +128,18 @@ func ReadPseudonymKey(path string) ([]byte, error) {
 // mode 0600, readable by the daemon's user only, refused when others can
 // read it. Losing it makes those fields unreadable, not the log.
 func StoreKey(path string) (*[32]byte, error) {
-	b, err := readSecret(path, blockStore)
-	if errors.Is(err, fs.ErrNotExist) {
-		k := new([32]byte)
-		if _, err := rand.Read(k[:]); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		return k, writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: blockStore, Bytes: k[:]}), 0o600)
+	k, err := ReadStoreKey(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return k, err
 	}
-	if err != nil {
+	k = new([32]byte)
+	if _, err := rand.Read(k[:]); err != nil {
 		return nil, err
 	}
-	if len(b) != 32 {
-		return nil, fmt.Errorf("%s: store key of %d bytes", path, len(b))
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
 	}
-	return (*[32]byte)(b), nil
+	return k, writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: blockStore, Bytes: k[:]}), 0o600)
 }
 
 // ReadStoreKey reads the store key, without making one.
@@ -359,19 +353,7 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err := writeSynced(tmp, data, mode); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)

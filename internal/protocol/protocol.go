@@ -391,8 +391,7 @@ func sign(r *http.Request, idHeader, scheme, id string, key ed25519.PrivateKey, 
 	r.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, signedBytes(scheme, r.Method, r.URL.RequestURI(), t, n, h))))
 }
 
-// ErrUnauthenticated is a request without a valid device (or holder)
-// signature.
+// ErrUnauthenticated is a request without a valid device signature.
 var ErrUnauthenticated = errors.New("request not signed by an enrolled device")
 
 // ErrHolderUnauthenticated is a holder's request without a valid

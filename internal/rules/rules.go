@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/checkpointd/checkpoint/internal/credential"
+	"github.com/checkpointd/checkpoint/verify"
 )
 
 // Trigger is a reason a colour is not green: a reason code holders see.
@@ -50,21 +51,9 @@ const CleanDeclaration = "clean_declaration"
 // rather than from a declaration.
 func fromLists(t Trigger) bool { return t == Case || t == CloseContact }
 
-// Duration is a time.Duration written in JSON as Go duration text ("336h").
-type Duration time.Duration
-
-// MarshalText writes the duration as Go duration text.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText reads Go duration text.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
+// Duration is a time.Duration written in JSON as Go duration text
+// ("336h"), as in the checkpoint's policy files.
+type Duration = verify.Duration
 
 // Colour is a colour written in JSON as "green", "yellow" or "red".
 type Colour credential.Status
@@ -516,10 +505,4 @@ func Region(s string) (string, bool) {
 		s = s[:regionLevels[i-1]]
 	}
 	return s, true
-}
-
-// ValidRegion reports whether s is a region code (Region).
-func ValidRegion(s string) bool {
-	_, ok := Region(s)
-	return ok
 }

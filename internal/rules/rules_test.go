@@ -365,8 +365,8 @@ func TestParseTime(t *testing.T) {
 	}
 	for s, want := range map[string]bool{"44": true, "440111004001": true, "4": false, "4401110040011": false, "44a1": false, "": false,
 		"440": false, "44011": false, "4401110": false, "44011100": false, "4401110040": false, "44011100400": false} {
-		if ValidRegion(s) != want {
-			t.Errorf("ValidRegion(%q) = %v", s, !want)
+		if _, ok := Region(s); ok != want {
+			t.Errorf("Region(%q) ok = %v", s, !want)
 		}
 	}
 }
