@@ -40,6 +40,13 @@ var ErrNoPostgres = errors.New("pgtest: PostgreSQL binaries not found under /usr
 // binGlob is where Debian installs each major version's server binaries.
 const binGlob = "/usr/lib/postgresql/*/bin"
 
+// How long pg_ctl start waits for the server to accept connections, and
+// the prefix of the servers' folders in /tmp (the tests change both).
+var (
+	startWait = 60 * time.Second
+	dirPrefix = "pgtest-"
+)
+
 // BinDir returns the folder of the newest installed PostgreSQL's server
 // binaries, or ErrNoPostgres.
 func BinDir() (string, error) {
@@ -101,11 +108,12 @@ func Start() (*Server, error) {
 	if _, err := os.Stat(parent); err != nil {
 		parent = ""
 	}
-	if s.Dir, err = os.MkdirTemp(parent, "pgtest-"); err != nil {
+	if s.Dir, err = os.MkdirTemp(parent, dirPrefix); err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	if err := s.start(); err != nil {
-		s.removeDir()
+		// pg_ctl may have started a server it did not see ready in time.
+		s.Stop()
 		return nil, err
 	}
 	return s, nil
@@ -138,16 +146,16 @@ func (s *Server) start() error {
 		return fmt.Errorf("pgtest: %w", err)
 	}
 	logFile := filepath.Join(s.Dir, "server.log")
-	if out, err := s.command("pg_ctl", "start", "-D", data, "-w", "-t", "60", "-l", logFile).CombinedOutput(); err != nil {
+	s.startWatchdog() // before the server starts, should this process die while it does
+	wait := strconv.Itoa(int(startWait.Seconds()))
+	if out, err := s.command("pg_ctl", "start", "-D", data, "-w", "-t", wait, "-l", logFile).CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(logFile)
 		return fmt.Errorf("pgtest: pg_ctl start: %w: %s\n%s", err, out, log)
 	}
-	s.startWatchdog()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, s.DSN("postgres"))
 	if err != nil {
-		s.Stop()
 		return fmt.Errorf("pgtest: connecting: %w", err)
 	}
 	s.admin = admin

@@ -1,8 +1,11 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -64,4 +67,44 @@ func TestStartStop(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("folder %s left behind: %v", dir, err)
 	}
+}
+
+// TestStartFailureStopsServer: when Start fails once pg_ctl has run (here
+// pg_ctl stops waiting at once), nothing of it is left running: no server
+// pg_ctl started, no watchdog.
+func TestStartFailureStopsServer(t *testing.T) {
+	if _, err := BinDir(); err != nil {
+		t.Skip(err)
+	}
+	wait, prefix := startWait, dirPrefix
+	startWait, dirPrefix = 0, fmt.Sprintf("pgtest-failstart-%d-", os.Getpid())
+	defer func() { startWait, dirPrefix = wait, prefix }()
+	if s, err := Start(); err == nil {
+		s.Stop()
+		t.Skip("the server was ready at once: pg_ctl did not fail")
+	}
+	n := 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if n = processesUnder(t, dirPrefix); n == 0 {
+			return
+		}
+	}
+	t.Errorf("%d processes of the server's folder left running after Start failed", n)
+}
+
+// processesUnder counts the processes whose command line names a folder
+// in /tmp starting with prefix.
+func processesUnder(t *testing.T, prefix string) int {
+	t.Helper()
+	cmdlines, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range cmdlines {
+		if raw, err := os.ReadFile(p); err == nil && bytes.Contains(raw, []byte("/tmp/"+prefix)) {
+			n++
+		}
+	}
+	return n
 }

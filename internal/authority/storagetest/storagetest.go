@@ -24,39 +24,14 @@ import (
 )
 
 // Storage is what the suite uses of an implementation: the server's
-// Storage interface as the suite knows it, and what cmd/authority uses
-// beside it.
+// Storage, and what cmd/authority uses beside it.
 type Storage interface {
-	AddToken(token, name string, expires time.Time) error
-	Enroll(token, name string, key ed25519.PublicKey, now time.Time) (string, error)
-	DeviceKey(id string) (ed25519.PublicKey, error)
-	StoreEvents(device string, raws [][]byte) (uint64, error)
-	DeclarePurged(device string, g store.ForcedPurge) (uint64, error)
-	Mark(device string) (uint64, error)
-	Revoke(entries []store.RevEntry) (uint64, error)
-	RevokeNow(e store.RevEntry) (uint64, error)
-	Expire(now time.Time) (uint64, int, error)
-	RevocationState() (uint64, store.SetDigest, error)
-	RevocationItems(since uint64) ([]store.RevEntry, bool, uint64, store.SetDigest, error)
-	TrustList() ([]byte, error)
-	Devices() ([]store.EnrolledDevice, error)
-
-	AddRegistrationCode(c store.RegistrationCode) error
-	Register(r store.Registration) (store.Registered, error)
-	ExpireProofs(now time.Time) (int, error)
-	Holder(subject [store.SubjectSize]byte) (store.Holder, error)
-	UpdateHolder(subject [store.SubjectSize]byte, fn func(store.Holder) (*store.HolderUpdate, error)) (uint64, error)
-	ColourHistory(subject [store.SubjectSize]byte, limit int) ([]store.ColourChange, error)
-	RiskAreas(regions []string) ([]store.RiskArea, error)
-	ApplyFeed(f store.FeedUpdate, reassess func(store.Holder) (*store.HolderUpdate, error)) (store.FeedResult, error)
+	authority.Storage
 
 	DeviceEvents(device string, from uint64, limit int) ([]store.Event, error)
 	Purged(device string) ([]store.ForcedPurge, error)
 	SetTrustList(raw []byte) error
 }
-
-// The suite asks for all the server keeps.
-var _ authority.Storage = Storage(nil)
 
 // Open returns a new, empty storage for a test, closed when the test ends.
 type Open func(t *testing.T) Storage
